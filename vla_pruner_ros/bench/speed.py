@@ -1,0 +1,201 @@
+"""``vla-pruner bench``: tick latency of each pruning method and keep ratio, measured side by side.
+
+Every configuration runs the same generated frames; rounds interleave the configurations so drift
+(thermal, other load) hits all of them alike. Reported per configuration: median tick latency,
+speedup versus ``none`` from the same run, LLM FLOPs ratio, median time spent scoring and selecting
+tokens (and its share of the tick), peak memory, and the floor pruning cannot beat at that layer
+(vision towers + K full layers + the rest with zero visual tokens), itself measured.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model import load_model
+from ..policy import Observation, VLAPolicy
+from ..pruning import Pruner, build_pruner
+from ..pruning.base import PrunerConfig
+
+
+@dataclass
+class BenchRecord:
+    method: str
+    keep: float
+    head: str
+    model: str
+    median_ms: float
+    p95_ms: float
+    speedup: float  # median of none / median of this, same run
+    flops_ratio: float
+    select_ms: float
+    select_share: float  # select_ms / median_ms
+    peak_mem_mb: float
+    floor_ms: float  # vision + K full layers + the rest at zero visual tokens
+    floor_speedup: float
+    tokens_kept: int
+
+
+class _FloorPruner(Pruner):
+    """Keeps no visual token after layer K: the latency bound of any pruning at that layer."""
+
+    name = "floor"
+
+    def keep_ratio_for_tick(self) -> float:
+        return 0.0
+
+    def _select_all(self, inp):
+        return torch.zeros(inp.visual_hidden.shape[0], 0, dtype=torch.long, device=inp.visual_hidden.device)
+
+    def select(self, inp, keep):
+        return self._select_all(inp)
+
+
+def _frames(n: int, size: int, seed: int) -> list[np.ndarray]:
+    """A moving square over a textured background: cheap, deterministic, not constant."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+    frames = []
+    for i in range(n):
+        f = base.copy()
+        x = (i * 7) % (size - size // 4)
+        f[size // 3: size // 3 + size // 4, x: x + size // 4] = (220, 30, 30)
+        frames.append(f)
+    return frames
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _peak_mem_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # process peak RSS (Linux: KiB)
+
+
+def run_bench(model: str = "small", head: str = "chunk", methods: tuple[str, ...] = ("none", "random", "fastv"),
+              keeps: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125), ticks: int = 15, warmup: int = 3,
+              layer: int = 3, device: str = "cpu", dtype: str = "float32", num_cameras: int = 1,
+              threads: int | None = None, seed: int = 0, progress=None) -> tuple[list[BenchRecord], dict]:
+    if threads:
+        torch.set_num_threads(threads)
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    dev = torch.device(device)
+    vla, tokenizer = _load(model, head, dev, torch_dtype, num_cameras)
+    cfg = vla.config
+    frames = _frames(warmup + ticks, cfg.image_size, seed)
+    configs: list[tuple[str, float, Pruner]] = [("none", 1.0, build_pruner("none"))]
+    for method in methods:
+        if method == "none":
+            continue
+        for keep in keeps:
+            configs.append((method, keep, build_pruner(method, keep_ratio=keep, layer=layer)))
+    configs.append(("floor", 0.0, _FloorPruner(PrunerConfig(layer=layer))))
+    policies = [VLAPolicy(vla, tokenizer, pruner) for _, _, pruner in configs]
+    lat: list[list[float]] = [[] for _ in configs]
+    sel: list[list[float]] = [[] for _ in configs]
+    flops: list[float] = [1.0] * len(configs)
+    kept: list[int] = [0] * len(configs)
+    peak: list[float] = [0.0] * len(configs)
+    instruction = "pick up the red cube and put it on the plate"
+    t_start = time.time()
+    for r in range(warmup + ticks):
+        for c, policy in enumerate(policies):
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+            chunk = policy.step(Observation([frames[r]] * cfg.num_cameras, instruction, _proprio(cfg), float(r)))
+            if r >= warmup:
+                lat[c].append(chunk.stats.latency_ms["total"])
+                sel[c].append(chunk.stats.latency_ms.get("select", 0.0))
+            flops[c] = chunk.stats.llm_flops_ratio
+            kept[c] = sum(chunk.stats.tokens_kept)
+            peak[c] = max(peak[c], _peak_mem_mb(dev))
+        if progress:
+            progress(r + 1, warmup + ticks, time.time() - t_start)
+    med = [float(np.median(x)) for x in lat]
+    floor_ms = med[-1]
+    records = []
+    for c, (method, keep, _) in enumerate(configs[:-1]):
+        records.append(BenchRecord(
+            method=method, keep=keep, head=cfg.head, model=model, median_ms=round(med[c], 2),
+            p95_ms=round(float(np.percentile(lat[c], 95)), 2), speedup=round(med[0] / med[c], 3),
+            flops_ratio=round(flops[c], 4), select_ms=round(float(np.median(sel[c])), 3),
+            select_share=round(float(np.median(sel[c])) / med[c], 4), peak_mem_mb=round(peak[c], 1),
+            floor_ms=round(floor_ms, 2), floor_speedup=round(med[0] / floor_ms, 3), tokens_kept=kept[c]))
+    meta = {
+        "model": model, "head": cfg.head, "device": str(dev), "device_name": _device_name(dev), "dtype": dtype,
+        "threads": torch.get_num_threads(), "attn_implementation": vla.language_model.config._attn_implementation,
+        "ticks": ticks, "warmup": warmup, "layer": layer, "num_cameras": cfg.num_cameras,
+        "visual_tokens_per_camera": cfg.tokens_per_camera, "llm_layers": cfg.num_layers,
+        "commit": _git_commit(), "torch": torch.__version__, "python": platform.python_version(),
+    }
+    return records, meta
+
+
+def _proprio(cfg) -> np.ndarray | None:
+    return np.zeros(cfg.proprio_dim) if cfg.proprio_dim else None
+
+
+def _load(model: str, head: str, device: torch.device, dtype: torch.dtype, num_cameras: int):
+    from ..model import PRESET_NAMES, build_preset
+
+    if model in PRESET_NAMES:
+        return build_preset(model, head=head, num_cameras=num_cameras, device=device, dtype=dtype)
+    return load_model(model, head=head, device=device, dtype=dtype)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def format_table(records: list[BenchRecord], meta: dict) -> str:
+    head = (f"model={meta['model']} head={meta['head']} device={meta['device_name']} dtype={meta['dtype']} "
+            f"K={meta['layer']} cameras={meta['num_cameras']} ticks={meta['ticks']} (median) commit={meta['commit']}")
+    cols = f"{'method':<10} {'keep':>6} {'tokens':>6} {'median ms':>10} {'p95 ms':>8} {'speedup':>8} " \
+           f"{'FLOPs':>6} {'select ms':>9} {'select %':>8} {'floor ms':>8} {'floor x':>7} {'peak MB':>8}"
+    lines = [head, cols, "-" * len(cols)]
+    for r in records:
+        lines.append(f"{r.method:<10} {r.keep:>6.3f} {r.tokens_kept:>6d} {r.median_ms:>10.1f} {r.p95_ms:>8.1f} "
+                     f"{r.speedup:>7.2f}x {r.flops_ratio:>6.3f} {r.select_ms:>9.2f} {100 * r.select_share:>7.1f}% "
+                     f"{r.floor_ms:>8.1f} {r.floor_speedup:>6.2f}x {r.peak_mem_mb:>8.0f}")
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, records: list[BenchRecord], meta: dict) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({"meta": meta, "records": [asdict(r) for r in records]}, indent=2))
+    tmp.replace(path)
+
+
+def progress_printer(prefix: str):
+    def show(done: int, total: int, elapsed: float) -> None:
+        rate = done / elapsed if elapsed > 0 else 0.0
+        sys.stderr.write(f"\r{prefix} round {done}/{total} ({rate:.2f} rounds/s)")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    return show

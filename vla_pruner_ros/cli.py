@@ -1,0 +1,197 @@
+"""``vla-pruner``: the project's command line (info, bench, demo).
+
+Errors in what the user gave (a path, a parameter) print one line naming the value and exit with
+status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL = "small"
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .model import PRESET_NAMES, VLAConfig, build_model, build_preset
+    from .model.checkpoint import INDEX_FILE, export_state_dict
+
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        overrides = {"head": args.head, "chunk_len": 8} if args.head == "chunk" else {}
+        cfg = VLAConfig.from_file(path / "config.json", **overrides)
+        model = build_model(cfg, device="meta")
+    elif args.checkpoint in PRESET_NAMES:
+        model, _ = build_preset(args.checkpoint, head=args.head or "tokens", device="meta")
+        cfg = model.config
+    else:
+        raise FileNotFoundError(f"{args.checkpoint!r} is neither a checkpoint directory nor a preset "
+                                f"({', '.join(PRESET_NAMES)})")
+    tensors = export_state_dict(model.state_dict())
+    n_params = sum(t.numel() for t in tensors.values())
+    vision = sum(t.numel() for k, t in tensors.items() if k.startswith("vision_backbone."))
+    llm = sum(t.numel() for k, t in tensors.items() if k.startswith("language_model."))
+    index = path / INDEX_FILE if path.is_dir() else None
+    stored = None
+    if index is not None and index.exists():
+        stored = len(json.loads(index.read_text())["weight_map"])
+    info = {
+        "name": cfg.name,
+        "architecture": "OpenVLA (Prismatic): DINOv2-reg + SigLIP fused vision, GELU MLP projector, Llama LM",
+        "vision": {"featurizer": f"DINOv2-reg d={cfg.featurizer['hidden_size']} x{cfg.featurizer['num_hidden_layers']}",
+                   "fused_featurizer": f"SigLIP d={cfg.fused_featurizer['hidden_size']} "
+                                       f"x{cfg.fused_featurizer['num_hidden_layers']}",
+                   "image_size": cfg.image_size, "patch_grid": f"{cfg.grid}x{cfg.grid}"},
+        "llm": {"layers": cfg.num_layers, "hidden": cfg.llm_dim, "heads": cfg.text_config["num_attention_heads"],
+                "vocab": cfg.vocab_size},
+        "parameters": n_params, "parameters_vision": vision, "parameters_llm": llm,
+        "tensors": len(tensors), "tensors_in_index": stored,
+        "visual_tokens": {"per_camera": cfg.tokens_per_camera, "cameras": cfg.num_cameras,
+                          "total": cfg.num_visual_tokens},
+        "action_head": ({"type": "tokens (autoregressive, 256 bins)", "action_dim": cfg.action_dim}
+                        if cfg.head == "tokens" else
+                        {"type": "chunk (L1 regression, parallel decoding)", "chunk_len": cfg.chunk_len,
+                         "action_dim": cfg.action_dim, "proprio_dim": cfg.proprio_dim}),
+        "norm_stats_keys": sorted(cfg.norm_stats),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key, value in info.items():
+        if key == "norm_stats_keys":
+            print(f"{'norm_stats keys':<20} {len(value)}: {', '.join(value)}")
+        elif isinstance(value, dict):
+            print(f"{key:<20} " + ", ".join(f"{k}={v}" for k, v in value.items()))
+        elif isinstance(value, int):
+            print(f"{key:<20} {value:,}")
+        elif value is not None:
+            print(f"{key:<20} {value}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.speed import format_table, progress_printer, run_bench, write_json
+    from .pruning import PRUNERS, UnknownPrunerError
+
+    bad = [m for m in args.methods if m not in PRUNERS]
+    if bad:
+        raise UnknownPrunerError(f"unknown method(s) {bad}; valid methods: {sorted(PRUNERS)}")
+    for keep in args.keep:
+        if not 0 < keep <= 1:
+            raise ValueError(f"--keep {keep} must be in (0, 1]")
+    records, meta = run_bench(args.model, args.head, args.methods, args.keep, args.ticks, args.warmup, args.layer,
+                              args.device, args.dtype, args.cameras, args.threads, args.seed,
+                              progress=None if args.quiet else progress_printer("bench"))
+    print(format_table(records, meta))
+    if args.json:
+        write_json(args.json, records, meta)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .bench.speed import _frames
+    from .model import load_model
+    from .policy import Observation, VLAPolicy
+    from .pruning import PRUNERS, build_pruner
+
+    model, tokenizer = load_model(args.model, head=args.head)
+    cfg = model.config
+    frames = _frames(args.ticks, cfg.image_size, seed=args.seed)
+    methods = args.methods or tuple(PRUNERS)
+    print(f"model={args.model} head={cfg.head} visual tokens/camera={cfg.tokens_per_camera} "
+          f"layers={cfg.num_layers}; {args.ticks} generated frames, instruction {args.instruction!r}")
+    for method in methods:
+        pruner = build_pruner(method) if method == "none" else build_pruner(method, keep_ratio=args.keep)
+        policy = VLAPolicy(model, tokenizer, pruner)
+        print(f"\n== {method} (keep {pruner.keep_ratio_for_tick():.3f})")
+        totals = []
+        for i, frame in enumerate(frames):
+            proprio = np.zeros(cfg.proprio_dim) if cfg.proprio_dim else None
+            chunk = policy.step(Observation([frame] * cfg.num_cameras, args.instruction, proprio, stamp=i * 0.2))
+            s = chunk.stats
+            totals.append(s.latency_ms["total"])
+            first = " ".join(f"{v:+.3f}" for v in chunk.actions[0])
+            print(f"tick {i:2d}  tokens {sum(s.tokens_kept):4d}/{sum(s.tokens_total)}  "
+                  f"{s.latency_ms['total']:7.1f} ms  FLOPs x{s.llm_flops_ratio:.2f}  action[0] {first}")
+        print(f"median {np.median(totals):.1f} ms over {len(totals)} ticks")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vla-pruner", description="Visual token pruning for VLA policies.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="describe a checkpoint directory (or a preset) without loading weights")
+    p.add_argument("checkpoint", help="checkpoint directory with config.json, or a preset name")
+    p.add_argument("--head", choices=["tokens", "chunk"], default=None, help="override the action head")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("bench", help="tick latency per pruning method and keep ratio, side by side")
+    p.add_argument("--model", default="small", help="preset (tiny, small, openvla-7b) or checkpoint dir")
+    p.add_argument("--head", choices=["tokens", "chunk"], default="chunk")
+    p.add_argument("--methods", type=_names, default=("none", "random", "fastv"))
+    p.add_argument("--keep", type=_floats, default=(1.0, 0.5, 0.25, 0.125))
+    p.add_argument("--ticks", type=int, default=15, help="measured rounds per configuration")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--layer", type=int, default=3, help="pruning layer K")
+    p.add_argument("--cameras", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the records as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="run the policy on generated frames with every pruning method")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="preset or checkpoint dir")
+    p.add_argument("--head", choices=["tokens", "chunk"], default="chunk")
+    p.add_argument("--methods", type=_names, default=None, help="comma-separated (default: all)")
+    p.add_argument("--keep", type=float, default=0.25)
+    p.add_argument("--ticks", type=int, default=5)
+    p.add_argument("--instruction", default="pick up the red cube")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    from .model.errors import ModelError
+    from .pruning.errors import PrunerError
+
+    try:
+        return args.func(args)
+    except (ModelError, PrunerError, ValueError, FileNotFoundError, NotADirectoryError) as err:
+        print(f"vla-pruner {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

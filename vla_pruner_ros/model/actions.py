@@ -1,0 +1,78 @@
+"""Action discretisation (OpenVLA's 256-bin tokenizer) and un-normalisation with dataset statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import UnnormKeyError
+
+
+class ActionTokenizer:
+    """Maps normalised actions in [-1, 1] to token ids at the top of the base vocabulary and back.
+
+    As OpenVLA: ``bins = linspace(-1, 1, n_bins)``; encoding gives ``base - digitize(a, bins)``;
+    decoding clips ``base - id - 1`` to ``[0, n_bins - 2]`` and returns that bin's centre.
+    """
+
+    def __init__(self, base: int, n_bins: int = 256) -> None:
+        self.base = base
+        self.n_bins = n_bins
+        self.bins = np.linspace(-1.0, 1.0, n_bins)
+        self.bin_centers = (self.bins[:-1] + self.bins[1:]) / 2.0
+
+    @property
+    def token_range(self) -> tuple[int, int]:
+        """Half-open id range ``[lo, hi)`` holding the action tokens."""
+        return self.base - self.n_bins, self.base
+
+    def encode(self, actions: np.ndarray) -> np.ndarray:
+        clipped = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
+        return self.base - np.digitize(clipped, self.bins)
+
+    def decode(self, token_ids: np.ndarray) -> np.ndarray:
+        bins = np.clip(self.base - np.asarray(token_ids) - 1, 0, self.n_bins - 2)
+        return self.bin_centers[bins]
+
+
+def resolve_unnorm_key(norm_stats: dict[str, Any], unnorm_key: str | None) -> str:
+    """The dataset key to un-normalise with; errors list the available keys."""
+    keys = sorted(norm_stats)
+    if unnorm_key is None:
+        if len(keys) == 1:
+            return keys[0]
+        if not keys:
+            raise UnnormKeyError("the checkpoint has no norm_stats; actions cannot be un-normalised")
+        raise UnnormKeyError(
+            f"unnorm_key is needed: the checkpoint has statistics for {len(keys)} datasets; "
+            f"choose one of {keys}")
+    if unnorm_key not in norm_stats:
+        raise UnnormKeyError(f"unnorm_key={unnorm_key!r} is not in the checkpoint's norm_stats; available: {keys}")
+    return unnorm_key
+
+
+class ActionNormalizer:
+    """OpenVLA's bounds normalisation: ``a = 0.5 (x + 1)(q99 - q01) + q01`` where ``mask``, else ``a = x``."""
+
+    def __init__(self, norm_stats: dict[str, Any], unnorm_key: str | None, action_dim: int) -> None:
+        self.key = resolve_unnorm_key(norm_stats, unnorm_key)
+        stats = norm_stats[self.key].get("action")
+        if not stats or "q01" not in stats or "q99" not in stats:
+            raise UnnormKeyError(f"norm_stats[{self.key!r}] has no action q01/q99 statistics")
+        self.low = np.asarray(stats["q01"], dtype=np.float64)
+        self.high = np.asarray(stats["q99"], dtype=np.float64)
+        self.mask = np.asarray(stats.get("mask", [True] * len(self.low)), dtype=bool)
+        if not (len(self.low) == len(self.high) == len(self.mask) == action_dim):
+            raise UnnormKeyError(
+                f"norm_stats[{self.key!r}].action has {len(self.low)} dimensions; "
+                f"the model has action_dim={action_dim}")
+
+    def unnormalize(self, normalized: np.ndarray) -> np.ndarray:
+        x = np.asarray(normalized, dtype=np.float64)
+        return np.where(self.mask, 0.5 * (x + 1.0) * (self.high - self.low) + self.low, x)
+
+    def normalize(self, actions: np.ndarray) -> np.ndarray:
+        a = np.asarray(actions, dtype=np.float64)
+        span = np.where(self.high > self.low, self.high - self.low, 1.0)
+        return np.where(self.mask, np.clip(2.0 * (a - self.low) / span - 1.0, -1.0, 1.0), a)

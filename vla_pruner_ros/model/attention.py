@@ -1,0 +1,61 @@
+"""Attention masks for a (possibly pruned) layout, and attention probabilities for a few query rows.
+
+Every decoder layer runs SDPA. Where a pruning method needs attention probabilities, they are
+recomputed here for just the needed query rows against the layer's full key set:
+``softmax(q k^T / sqrt(d_h))`` with q and k after RoPE, averaged over heads (ALGORITHMS.md, mechanics 1).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers.models.llama.modeling_llama import repeat_kv, rotate_half
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of x (B, heads, T, hd) with cos/sin (B, T, hd)."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return x * cos + rotate_half(x) * sin
+
+
+def layout_mask(kept: torch.Tensor, is_action: torch.Tensor | None) -> torch.Tensor | None:
+    """Boolean SDPA mask (B, 1, T, T) for kept original indices (B, T), True = may attend.
+
+    Causal in original order (kept indices are sorted, so layout order is original order), plus
+    bidirectional attention among action placeholder rows. ``None`` when plain causal suffices.
+    """
+    if is_action is None or not bool(is_action.any()):
+        return None
+    act = is_action[kept]  # (B, T)
+    t = kept.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=kept.device).tril()
+    mask = causal.unsqueeze(0) | (act.unsqueeze(2) & act.unsqueeze(1))  # (B, T, T)
+    return mask.unsqueeze(1)
+
+
+def layer_keys(attn: nn.Module, x_normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Post-RoPE keys (B, kv_heads, T, hd) of one attention module for normed inputs (B, T, d)."""
+    b, t, _ = x_normed.shape
+    k = attn.k_proj(x_normed).view(b, t, -1, attn.head_dim).transpose(1, 2)
+    return rope(k, cos, sin)
+
+
+def attention_rows(attn: nn.Module, x_rows: torch.Tensor, cos_rows: torch.Tensor, sin_rows: torch.Tensor,
+                   keys: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """Head-averaged attention probabilities (B, R, S) of R query rows against S keys.
+
+    Args:
+        attn: the layer's ``LlamaAttention`` (its q_proj and head layout are used).
+        x_rows: normed layer inputs of the query rows (B, R, d).
+        cos_rows, sin_rows: rotary tables at the query rows' original positions (B, R, hd).
+        keys: post-RoPE keys (B, kv_heads, S, hd).
+        allowed: boolean (B, R, S), True where the query may attend; None = all keys.
+    """
+    b, r, _ = x_rows.shape
+    q = attn.q_proj(x_rows).view(b, r, -1, attn.head_dim).transpose(1, 2)  # (B, H, R, hd)
+    q = rope(q, cos_rows, sin_rows)
+    k = repeat_kv(keys, q.shape[1] // keys.shape[1])  # (B, H, S, hd)
+    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * attn.scaling  # (B, H, R, S)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed.unsqueeze(1), float("-inf"))
+    return scores.softmax(dim=-1).mean(dim=1)  # (B, R, S)

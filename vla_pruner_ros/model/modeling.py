@@ -1,0 +1,453 @@
+"""OpenVLA (Prismatic) on transformers building blocks, with visual token pruning inside the LLM.
+
+The model: fused vision backbone -> projector (fc1, GELU, fc2, GELU, fc3) -> Llama decoder with the
+visual tokens right after BOS. Two action heads: OpenVLA's autoregressive action tokens (``tokens``)
+and an OpenVLA-OFT style chunked head (``chunk``: action placeholder rows after the prompt, one
+forward pass, bidirectional attention among them, an L1-regression MLP).
+
+Pruning (ALGORITHMS.md, "Mechanics"): layers ``0..K-1`` run on the full sequence; at layer K the
+caller's selector picks visual tokens; hidden states are gathered to ``[prefix, kept visual (original
+order), proprio, text, actions]``; each kept token keeps its original RoPE position; layers ``>= K``
+cache only kept tokens; decoding continues in the original position space. The decoder layers are
+transformers' own ``LlamaDecoderLayer`` (SDPA), driven by the loop in ``VLAModel.run_llm``.
+
+References read (not copied): openvla/openvla ``modeling_prismatic.py``, moojink/openvla-oft
+``action_heads.py``, MINT-SJTU/VLA-Pruner ``fastv_forward``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from .actions import ActionTokenizer
+from .attention import attention_rows, layer_keys, layout_mask
+from .config import VLAConfig
+from .errors import ConfigError
+from .vision import FusedVisionBackbone
+
+QUERIES = ("none", "last", "text", "all")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Row map of one LLM input sequence: ``[BOS | visual per camera | proprio? | text | actions | decoded]``."""
+
+    length: int
+    visual: tuple[tuple[int, int], ...]  # per camera [start, end) rows
+    proprio: int | None
+    text: tuple[int, int]
+    actions: tuple[int, int]  # chunk-head placeholder rows; empty range for the tokens head
+
+    @property
+    def visual_start(self) -> int:
+        return self.visual[0][0]
+
+    @property
+    def visual_end(self) -> int:
+        return self.visual[-1][1]
+
+    @property
+    def num_visual(self) -> int:
+        return self.visual_end - self.visual_start
+
+    def is_action(self, device: torch.device) -> torch.Tensor | None:
+        if self.actions[1] == self.actions[0]:
+            return None
+        flags = torch.zeros(self.length, dtype=torch.bool, device=device)
+        flags[self.actions[0]:self.actions[1]] = True
+        return flags
+
+    def extended(self, n: int) -> Layout:
+        """The same layout with n decoded tokens appended."""
+        return Layout(self.length + n, self.visual, self.proprio, self.text, self.actions)
+
+    def kept_rows(self, visual_keep: torch.Tensor) -> torch.Tensor:
+        """Original row indices (B, L') for kept visual indices (B, Mk) (0-based over all cameras)."""
+        b = visual_keep.shape[0]
+        device = visual_keep.device
+        head = torch.arange(self.visual_start, device=device).expand(b, -1)
+        tail = torch.arange(self.visual_end, self.length, device=device).expand(b, -1)
+        return torch.cat([head, visual_keep + self.visual_start, tail], dim=1)
+
+
+@dataclass
+class SelectionInput:
+    """What a selector sees at the pruning point (batch rows share one layout)."""
+
+    layout: Layout
+    visual_embeddings: torch.Tensor  # (B, M, d) projector outputs, all cameras
+    visual_hidden: torch.Tensor  # (B, M, d) hidden states of the visual rows entering layer K
+    attention: torch.Tensor | None  # (B, M) head- and query-averaged attention at layer K-1, if requested
+
+
+Selector = Callable[[SelectionInput], torch.Tensor]  # -> (B, Mk) sorted unique visual indices
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    """Where and how to prune one forward pass."""
+
+    layer: int  # K: layers < K see every token; 0 prunes before the LLM
+    select: Selector
+    query: str = "none"  # attention rows at layer K-1 handed to the selector: none | last | text | all
+    action_layer: int | None = None  # record the action queries' attention to visual tokens at this layer
+
+    def __post_init__(self) -> None:
+        if self.query not in QUERIES:
+            raise ValueError(f"query={self.query!r}; expected one of {QUERIES}")
+        if self.layer == 0 and self.query != "none":
+            raise ValueError(f"query={self.query!r} needs attention at layer K-1, but K=0 prunes before the LLM")
+
+
+class KVCache:
+    """Per-layer key/value store; layers may hold different lengths (full below K, kept from K)."""
+
+    def __init__(self, num_layers: int) -> None:
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int, *_args, **_kwargs):
+        if self.keys[layer_idx] is not None:
+            k = torch.cat([self.keys[layer_idx], k], dim=-2)
+            v = torch.cat([self.values[layer_idx], v], dim=-2)
+        self.keys[layer_idx], self.values[layer_idx] = k, v
+        return k, v
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        k = self.keys[layer_idx]
+        return 0 if k is None else k.shape[-2]
+
+
+@dataclass
+class LLMResult:
+    hidden: torch.Tensor  # (B, L', d) after the final norm
+    kept: torch.Tensor  # (B, L') original row of each output row
+    visual_keep: torch.Tensor | None  # (B, Mk) kept visual indices; None when not pruned
+    action_attention: torch.Tensor | None  # (B, M) summed over action query rows, pruned tokens 0
+    action_queries: int = 0  # how many query rows were summed into action_attention
+    score_seconds: float = 0.0  # time spent recomputing attention rows and selecting
+    cache: KVCache | None = None
+
+
+@dataclass
+class Prediction:
+    """Normalised actions (B, chunk_len, action_dim) in [-1, 1]-ish space, plus what the pruner needs."""
+
+    actions: torch.Tensor
+    visual_keep: torch.Tensor | None
+    action_attention: torch.Tensor | None  # (B, M) mean over action queries
+    token_ids: torch.Tensor | None = None  # (B, action_dim) for the tokens head
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: vision, prefill, decode, select
+
+
+class Projector(nn.Module):
+    """OpenVLA's ``fused-gelu-mlp``: fc1 (D -> 4D), GELU, fc2 (4D -> d), GELU, fc3 (d -> d)."""
+
+    def __init__(self, vision_dim: int, llm_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(vision_dim, 4 * vision_dim)
+        self.fc2 = nn.Linear(4 * vision_dim, llm_dim)
+        self.fc3 = nn.Linear(llm_dim, llm_dim)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc3(self.act(self.fc2(self.act(self.fc1(x)))))
+
+
+class ChunkActionHead(nn.Module):
+    """OFT-style L1 regression head: placeholder queries in, (B, chunk_len, action_dim) out."""
+
+    def __init__(self, config: VLAConfig) -> None:
+        super().__init__()
+        d, a = config.llm_dim, config.action_dim
+        hidden = config.action_head_hidden or d
+        self.chunk_len, self.action_dim = config.chunk_len, a
+        self.queries = nn.Parameter(torch.randn(config.num_action_queries, d) * 0.02)  # (T*A, d)
+        self.norm = nn.LayerNorm(a * d)
+        self.fc1 = nn.Linear(a * d, hidden)
+        self.fc2 = nn.Linear(hidden, a)
+        self.act = nn.GELU()
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        b = rows.shape[0]
+        x = rows.reshape(b, self.chunk_len, -1)  # (B, T, A*d)
+        return self.fc2(self.act(self.fc1(self.norm(x))))  # (B, T, A)
+
+
+class ProprioProjector(nn.Module):
+    def __init__(self, proprio_dim: int, llm_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(proprio_dim, llm_dim)
+        self.fc2 = nn.Linear(llm_dim, llm_dim)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class VLAModel(nn.Module):
+    """OpenVLA-family VLA. Parameter names follow transformers; ``checkpoint.py`` maps OpenVLA's."""
+
+    def __init__(self, config: VLAConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.vision_backbone = FusedVisionBackbone(config)
+        self.projector = Projector(config.vision_dim, config.llm_dim)
+        llm_config = LlamaConfig(**config.text_config, attn_implementation="sdpa")
+        self.language_model = LlamaForCausalLM(llm_config)
+        self.action_head = ChunkActionHead(config) if config.head == "chunk" else None
+        self.proprio_projector = ProprioProjector(config.proprio_dim, config.llm_dim) if config.proprio_dim else None
+        self.vision_backbone.reset_unused_parameters()
+
+    @property
+    def device(self) -> torch.device:
+        return self.projector.fc1.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.projector.fc1.weight.dtype
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.language_model.model.layers
+
+    # ---- inputs ---------------------------------------------------------------------------------
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values (B, cams, 6, S, S) -> projected visual tokens (B, cams*M, d)."""
+        b, cams = pixel_values.shape[:2]
+        if cams != self.config.num_cameras:
+            raise ValueError(f"got {cams} camera image(s); the model expects num_cameras={self.config.num_cameras}")
+        feats = self.vision_backbone(pixel_values.flatten(0, 1).to(self.dtype))  # (B*cams, M, Dv)
+        return self.projector(feats).reshape(b, cams * feats.shape[1], -1)  # (B, cams*M, d)
+
+    def build_inputs(self, visual: torch.Tensor, input_ids: torch.Tensor,
+                     proprio: torch.Tensor | None = None) -> tuple[torch.Tensor, Layout]:
+        """[BOS, visual, proprio?, prompt text (without BOS), action placeholders?] -> (B, L, d), Layout."""
+        cfg = self.config
+        b, m = visual.shape[:2]
+        embed = self.language_model.model.embed_tokens
+        tok = embed(input_ids)  # (B, T, d), T includes BOS
+        parts = [tok[:, :1], visual]
+        per_cam = m // cfg.num_cameras
+        visual_spans = tuple((1 + c * per_cam, 1 + (c + 1) * per_cam) for c in range(cfg.num_cameras))
+        pos = 1 + m
+        proprio_row = None
+        if self.proprio_projector is not None:
+            if proprio is None:
+                raise ValueError(f"this model needs proprio of size {cfg.proprio_dim}; got none")
+            parts.append(self.proprio_projector(proprio.to(self.dtype)).unsqueeze(1))
+            proprio_row, pos = pos, pos + 1
+        parts.append(tok[:, 1:])
+        text = (pos, pos + input_ids.shape[1] - 1)
+        pos = text[1]
+        actions = (pos, pos)
+        if self.action_head is not None:
+            parts.append(self.action_head.queries.unsqueeze(0).expand(b, -1, -1))
+            actions = (pos, pos + cfg.num_action_queries)
+            pos = actions[1]
+        return torch.cat(parts, dim=1), Layout(pos, visual_spans, proprio_row, text, actions)
+
+    # ---- LLM ------------------------------------------------------------------------------------
+    def _query_rows(self, layout: Layout, which: str) -> torch.Tensor:
+        if which == "last":
+            return torch.tensor([layout.text[1] - 1])
+        if which == "text":
+            return torch.arange(*layout.text)
+        return torch.arange(layout.visual_start, layout.text[1])  # "all": every prefill row (visual + text)
+
+    def _attention(self, layer: nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                   kept: torch.Tensor, rows: torch.Tensor, is_action: torch.Tensor | None) -> torch.Tensor:
+        """Head-averaged attention (B, R, L') of layout rows ``rows`` at this layer, with its causal mask."""
+        x = layer.input_layernorm(h)
+        keys = layer_keys(layer.self_attn, x, cos, sin)
+        kept_rows = kept[:, rows]  # (B, R) original indices of the query rows
+        allowed = kept.unsqueeze(1) <= kept_rows.unsqueeze(2)  # (B, R, L') causal in original order
+        if is_action is not None:
+            allowed = allowed | (is_action[kept_rows].unsqueeze(2) & is_action[kept].unsqueeze(1))
+        return attention_rows(layer.self_attn, x[:, rows], cos[:, rows], sin[:, rows], keys, allowed)
+
+    def _to_visual(self, probs: torch.Tensor, kept: torch.Tensor, layout: Layout) -> torch.Tensor:
+        """Sum of attention rows (B, R, L') scattered onto original visual indices (B, M); pruned ones 0."""
+        per_key = probs.sum(dim=1)  # (B, L')
+        vis = (kept >= layout.visual_start) & (kept < layout.visual_end)
+        out = torch.zeros(kept.shape[0], layout.num_visual, dtype=per_key.dtype, device=per_key.device)
+        idx = (kept - layout.visual_start).clamp(0, layout.num_visual - 1)
+        return out.scatter_add_(1, idx, torch.where(vis, per_key, torch.zeros_like(per_key)))
+
+    def run_llm(self, embeds: torch.Tensor, layout: Layout, prune: PruneSpec | None = None,
+                cache: KVCache | None = None, visual: torch.Tensor | None = None) -> LLMResult:
+        """Prefill (or a full no-cache pass) with optional pruning at layer ``prune.layer``.
+
+        ``visual`` is the projector output (B, M, d) handed to the selector; defaults to the
+        visual rows of ``embeds``.
+        """
+        b, length, _ = embeds.shape
+        n_layers = len(self.layers)
+        if prune is not None and not 0 <= prune.layer < n_layers:
+            raise ValueError(f"prune layer K={prune.layer} must be in [0, {n_layers - 1}] "
+                             f"for this {n_layers}-layer LLM")
+        device = embeds.device
+        kept = torch.arange(length, device=device).expand(b, -1)  # (B, L) original row indices
+        cos, sin = self.language_model.model.rotary_emb(embeds, kept)  # (B, L, hd) each
+        is_action = layout.is_action(device)
+        mask = layout_mask(kept, is_action)
+        action_layer = prune.action_layer if prune is not None else None
+        h = embeds
+        attention = None
+        visual_keep = None
+        action_attention = None
+        n_action_rows = 0
+        score_seconds = 0.0
+        for i, layer in enumerate(self.layers):
+            if prune is not None and i == prune.layer - 1 and prune.query != "none":
+                t0 = time.perf_counter()
+                probs = self._attention(layer, h, cos, sin, kept, self._query_rows(layout, prune.query).to(device),
+                                        is_action)
+                attention = probs[:, :, layout.visual_start:layout.visual_end].mean(dim=1)  # (B, M)
+                score_seconds += time.perf_counter() - t0
+            if prune is not None and i == prune.layer:
+                t0 = time.perf_counter()
+                vis_rows = h[:, layout.visual_start:layout.visual_end]
+                selection = SelectionInput(layout, visual if visual is not None else embeds[:, layout.visual_start:
+                                                                                            layout.visual_end],
+                                           vis_rows, attention)
+                visual_keep = _checked(prune.select(selection), layout.num_visual, b)
+                kept = layout.kept_rows(visual_keep)
+                idx = kept.unsqueeze(-1)
+                h = h.gather(1, idx.expand(-1, -1, h.shape[-1]))
+                cos = cos.gather(1, idx.expand(-1, -1, cos.shape[-1]))
+                sin = sin.gather(1, idx.expand(-1, -1, sin.shape[-1]))
+                mask = layout_mask(kept, is_action)
+                score_seconds += time.perf_counter() - t0
+            if action_layer == i:
+                t0 = time.perf_counter()
+                if is_action is not None:
+                    rows = torch.nonzero(is_action[kept[0]]).squeeze(1)
+                else:  # the tokens head: the first action query is the last prompt row
+                    rows = torch.tensor([kept.shape[1] - 1], device=device)
+                probs = self._attention(layer, h, cos, sin, kept, rows, is_action)
+                action_attention = self._to_visual(probs, kept, layout)
+                n_action_rows = len(rows)
+                score_seconds += time.perf_counter() - t0
+            h = layer(h, attention_mask=mask, position_embeddings=(cos, sin), past_key_values=cache,
+                      use_cache=cache is not None)
+        h = self.language_model.model.norm(h)
+        return LLMResult(h, kept, visual_keep, action_attention, n_action_rows, score_seconds, cache)
+
+    def decode_step(self, token: torch.Tensor, position: int, cache: KVCache, layer_kept: list[torch.Tensor],
+                    layout: Layout, action_layer: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One cached decoding step of tokens (B, 1) at original ``position`` -> (logits (B, V), attention (B, M))."""
+        h = self.language_model.model.embed_tokens(token)  # (B, 1, d)
+        pos = torch.full_like(token, position)
+        cos, sin = self.language_model.model.rotary_emb(h, pos)
+        attention = None
+        for i, layer in enumerate(self.layers):
+            h_in = h
+            h = layer(h, attention_mask=None, position_embeddings=(cos, sin), past_key_values=cache, use_cache=True)
+            if action_layer == i:
+                # This step's query against the layer's cached keys (which now include itself).
+                keys = cache.keys[i]
+                probs = attention_rows(layer.self_attn, layer.input_layernorm(h_in), cos, sin, keys, None)  # (B,1,S)
+                decoded = keys.shape[-2] - layer_kept[i].shape[1]
+                kept = torch.cat([layer_kept[i], torch.full_like(layer_kept[i][:, :1], -1).expand(-1, decoded)], 1)
+                attention = self._to_visual(probs, kept, layout)
+        logits = self.language_model.lm_head(self.language_model.model.norm(h))[:, -1]
+        return logits, attention
+
+    # ---- prediction -----------------------------------------------------------------------------
+    def predict(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, proprio: torch.Tensor | None = None,
+                prune: PruneSpec | None = None, use_cache: bool = True) -> Prediction:
+        """One control tick's forward: normalised actions (B, chunk_len, action_dim)."""
+        timings: dict[str, float] = {}
+        device = self.device
+        t0 = time.perf_counter()
+        visual = self.encode_images(pixel_values.to(device))
+        embeds, layout = self.build_inputs(visual, input_ids.to(device), proprio)
+        _sync(device)
+        timings["vision"] = time.perf_counter() - t0
+        if self.action_head is not None:
+            t0 = time.perf_counter()
+            res = self.run_llm(embeds, layout, prune, visual=visual)
+            rows = torch.nonzero((res.kept[0] >= layout.actions[0]) & (res.kept[0] < layout.actions[1])).squeeze(1)
+            actions = self.action_head(res.hidden[:, rows])
+            _sync(device)
+            timings["prefill"], timings["decode"] = time.perf_counter() - t0, 0.0
+            timings["select"] = res.score_seconds
+            att = res.action_attention / res.action_queries if res.action_attention is not None else None
+            return Prediction(actions, res.visual_keep, att, None, timings)
+        return self._predict_tokens(embeds, layout, visual, prune, use_cache, timings)
+
+    def _predict_tokens(self, embeds: torch.Tensor, layout: Layout, visual: torch.Tensor, prune: PruneSpec | None,
+                        use_cache: bool, timings: dict[str, float]) -> Prediction:
+        cfg = self.config
+        device = embeds.device
+        action_layer = prune.action_layer if prune is not None else None
+        t0 = time.perf_counter()
+        cache = KVCache(len(self.layers)) if use_cache else None
+        res = self.run_llm(embeds, layout, prune, cache=cache, visual=visual)
+        logits = self.language_model.lm_head(res.hidden[:, -1])
+        _sync(device)
+        timings["prefill"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tokens = [logits.argmax(-1)]
+        attention_sum, queries = res.action_attention, res.action_queries
+        if use_cache:
+            full = torch.arange(layout.length, device=device).expand(embeds.shape[0], -1)
+            k = prune.layer if prune is not None else len(self.layers)
+            layer_kept = [full if i < k else res.kept for i in range(len(self.layers))]
+            for step in range(1, cfg.action_dim):
+                logits, att = self.decode_step(tokens[-1].unsqueeze(1), layout.length + step - 1, cache, layer_kept,
+                                               layout, action_layer)
+                tokens.append(logits.argmax(-1))
+                if att is not None:
+                    attention_sum, queries = attention_sum + att, queries + 1
+        else:  # reference path: rerun the whole sequence each step on the same kept visual tokens
+            keep = res.visual_keep
+            for step in range(1, cfg.action_dim):
+                ids = torch.stack(tokens, dim=1)  # (B, step)
+                ext = torch.cat([embeds, self.language_model.model.embed_tokens(ids)], dim=1)
+                fixed = None if prune is None else PruneSpec(prune.layer, lambda _s, k=keep: k)
+                out = self.run_llm(ext, layout.extended(step), fixed)
+                tokens.append(self.language_model.lm_head(out.hidden[:, -1]).argmax(-1))
+        _sync(device)
+        timings["decode"] = time.perf_counter() - t0
+        timings["select"] = res.score_seconds
+        token_ids = torch.stack(tokens, dim=1)  # (B, A)
+        tokenizer = ActionTokenizer(cfg.action_base, cfg.n_action_bins)
+        actions = torch.from_numpy(tokenizer.decode(token_ids.cpu().numpy())).float().unsqueeze(1)  # (B, 1, A)
+        att = attention_sum / queries if attention_sum is not None else None
+        return Prediction(actions, res.visual_keep, att, token_ids, timings)
+
+
+def _checked(keep: torch.Tensor, num_visual: int, batch: int) -> torch.Tensor:
+    """Validate a selector's output: (B, Mk) sorted, unique, in range."""
+    if keep.dim() != 2 or keep.shape[0] != batch:
+        raise ValueError(f"selector returned shape {tuple(keep.shape)}; expected (batch={batch}, kept)")
+    if keep.numel() and (int(keep.min()) < 0 or int(keep.max()) >= num_visual):
+        raise ValueError(f"selector returned indices outside [0, {num_visual})")
+    if keep.shape[1] > 1 and not bool((keep[:, 1:] > keep[:, :-1]).all()):
+        raise ValueError("selector must return strictly increasing (sorted, unique) visual indices")
+    return keep.long()
+
+
+def build_model(config: VLAConfig, seed: int | None = 0, device: str | torch.device = "cpu",
+                dtype: torch.dtype = torch.float32) -> VLAModel:
+    """A model with seeded random weights (``device='meta'`` builds the layout only)."""
+    if config.num_layers < 1:
+        raise ConfigError(f"num_hidden_layers={config.num_layers} must be >= 1")
+    if seed is not None and str(device) != "meta":
+        torch.manual_seed(seed)
+    with torch.device(device):
+        model = VLAModel(config)
+    return model.to(dtype=dtype).eval()

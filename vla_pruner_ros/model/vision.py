@@ -1,0 +1,67 @@
+"""OpenVLA's fused vision backbone (DINOv2-with-registers + SigLIP) and its image preprocessing.
+
+Both towers are the transformers classes; features come from the second-to-last block (OpenVLA uses
+timm's ``get_intermediate_layers(n={depth - 2})`` without the final norm), DINO's prefix tokens
+(CLS + registers) removed, and the two are concatenated on channels, DINO first.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel, SiglipVisionConfig, SiglipVisionModel
+
+from .config import VLAConfig
+
+
+class FusedVisionBackbone(nn.Module):
+    """pixel_values (B, 6, H, W): DINO-normalised RGB then SigLIP-normalised RGB -> (B, M, 2176-like)."""
+
+    def __init__(self, config: VLAConfig) -> None:
+        super().__init__()
+        self.featurizer = Dinov2WithRegistersModel(
+            Dinov2WithRegistersConfig(**config.featurizer, attn_implementation="sdpa"))
+        self.fused_featurizer = SiglipVisionModel(SiglipVisionConfig(**config.fused_featurizer,
+                                                                     attn_implementation="sdpa"))
+        self.num_prefix = 1 + int(config.featurizer.get("num_register_tokens", 0))
+
+    def reset_unused_parameters(self) -> None:
+        """Zero what OpenVLA's checkpoints do not hold, so that every model is representable in that format."""
+        with torch.no_grad():
+            emb = self.featurizer.embeddings
+            emb.position_embeddings[:, 0].zero_()  # timm folds the CLS position into cls_token
+            emb.mask_token.zero_()
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        dino_in, siglip_in = pixel_values[:, :3], pixel_values[:, 3:]
+        h = self.featurizer.embeddings(dino_in)  # (B, prefix + M, Dd)
+        for block in self.featurizer.encoder.layer[:-1]:  # the last block's output is never used
+            h = block(h)
+        dino = h[:, self.num_prefix:]  # (B, M, Dd)
+        s = self.fused_featurizer.embeddings(siglip_in)  # (B, M, Ds)
+        for block in self.fused_featurizer.encoder.layers[:-1]:
+            s = block(s, None)
+        return torch.cat([dino, s], dim=-1)  # (B, M, Dd + Ds)
+
+
+def preprocess_images(images: list[np.ndarray], config: VLAConfig) -> torch.Tensor:
+    """RGB uint8 frames (H, W, 3) -> pixel_values (num_cameras, 6, S, S), float32.
+
+    Resize naively (no crop, no letterbox) to the model's square size with bicubic interpolation,
+    scale to [0, 1], then normalise once per tower (ImageNet statistics for DINO, 0.5/0.5 for SigLIP).
+    """
+    size = config.image_size
+    out = []
+    for image in images:
+        if image.shape[:2] != (size, size):
+            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)  # (3, S, S)
+        planes = []
+        for mean, std in config.image_mean_std:
+            m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+            s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+            planes.append((x - m) / s)
+        out.append(torch.cat(planes, dim=0))
+    return torch.stack(out)  # (num_cameras, 6, S, S)

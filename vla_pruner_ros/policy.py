@@ -1,0 +1,217 @@
+"""One control tick: Observation -> ActionChunk. The only inference loop; the ROS node, bag replay,
+the simulator and the benchmarks all call ``VLAPolicy.step``.
+
+The policy owns the pruner and so the pruner's temporal state: it persists across ``step`` calls,
+and ``reset()`` (or a change of instruction) starts a new episode.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .model.actions import ActionNormalizer
+from .model.flops import llm_flops
+from .model.modeling import VLAModel
+from .model.tokenizer import encode_prompt
+from .model.vision import preprocess_images
+from .pruning import Pruner, build_pruner
+
+DEFAULT_ACTION_NAMES = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
+
+
+class NonFiniteActionError(RuntimeError):
+    """The model produced NaN or inf; nothing may be executed from this tick."""
+
+
+@dataclass
+class Observation:
+    """Inputs of one tick.
+
+    Attributes:
+        images: one RGB uint8 frame (H, W, 3) per camera, in the model's camera order.
+        instruction: the task in natural language.
+        proprio: optional robot state (the model's ``proprio_dim`` values).
+        stamp: time the frames were taken (s); carried to the ActionChunk.
+    """
+
+    images: Sequence[np.ndarray]
+    instruction: str
+    proprio: np.ndarray | None = None
+    stamp: float = 0.0
+
+
+@dataclass
+class TickStats:
+    method: str
+    tick: int  # tick index within the episode, from 0
+    keep_ratio: float
+    tokens_kept: list[int]  # visual tokens kept per camera
+    tokens_total: list[int]  # visual tokens per camera
+    latency_ms: dict[str, float]  # vision, prefill, decode, select, total
+    llm_flops: float
+    llm_flops_ratio: float  # versus the same tick unpruned
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ActionChunk:
+    """``actions`` (chunk_len, action_dim) un-normalised; step i is meant for ``stamp + i * dt``."""
+
+    actions: np.ndarray
+    names: tuple[str, ...]
+    dt: float
+    stamp: float
+    stats: TickStats
+    normalized: np.ndarray = field(repr=False, default=None)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Attributes:
+        unnorm_key: dataset key of the checkpoint's norm_stats; may be omitted if it has one key.
+        action_names: a name per action dimension (published as joint_names).
+        dt: duration of one action step (s).
+        use_cache: KV-cached decoding for the tokens head.
+    """
+
+    unnorm_key: str | None = None
+    action_names: tuple[str, ...] = DEFAULT_ACTION_NAMES
+    dt: float = 0.2
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.dt, (int, float)) and self.dt > 0 and math.isfinite(self.dt)):
+            raise ValueError(f"dt={self.dt!r} must be a positive number of seconds")
+
+
+class VLAPolicy:
+    """A pruned VLA with its temporal state; one ``step`` per control tick."""
+
+    def __init__(self, model: VLAModel, tokenizer, pruner: Pruner | None = None,
+                 config: PolicyConfig | None = None) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.pruner = pruner or build_pruner("none")
+        self.config = config or PolicyConfig()
+        mcfg = model.config
+        if len(self.config.action_names) != mcfg.action_dim:
+            raise ValueError(f"action_names has {len(self.config.action_names)} names "
+                             f"{list(self.config.action_names)}; "
+                             f"the model has action_dim={mcfg.action_dim}")
+        self.normalizer = ActionNormalizer(mcfg.norm_stats, self.config.unnorm_key, mcfg.action_dim)
+        self._proprio = self._proprio_bounds(mcfg.norm_stats.get(self.normalizer.key, {}).get("proprio"))
+        self._instruction: str | None = None
+        self._input_ids: torch.Tensor | None = None
+        self.pruner.prune_spec(mcfg)  # validates the pruning layer against the model now, not at the first tick
+
+    def _proprio_bounds(self, stats: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
+        if not stats or "q01" not in stats or len(stats["q01"]) != self.model.config.proprio_dim:
+            return None
+        low, high = np.asarray(stats["q01"], float), np.asarray(stats["q99"], float)
+        return (low, high) if np.all(high > low) else None
+
+    @property
+    def instruction(self) -> str | None:
+        return self._instruction
+
+    def reset(self) -> None:
+        """Start a new episode: clears the pruner's temporal state."""
+        self.pruner.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"instruction": self._instruction, "pruner": self.pruner.state_dict()}
+
+    # ---- one tick -------------------------------------------------------------------------------
+    def _validate(self, obs: Observation) -> None:
+        cams = self.model.config.num_cameras
+        if len(obs.images) != cams:
+            raise ValueError(f"observation has {len(obs.images)} image(s); the model expects {cams} camera(s)")
+        for i, image in enumerate(obs.images):
+            if not isinstance(image, np.ndarray):
+                raise ValueError(f"images[{i}] is a {type(image).__name__}; expected a numpy array (H, W, 3)")
+            if image.dtype != np.uint8:
+                raise ValueError(f"images[{i}] has dtype {image.dtype}; expected uint8 RGB")
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"images[{i}] has shape {image.shape}; expected (H, W, 3) with 3 RGB channels")
+            if image.shape[0] < 1 or image.shape[1] < 1:
+                raise ValueError(f"images[{i}] is empty (shape {image.shape})")
+        if not isinstance(obs.instruction, str) or not obs.instruction.strip():
+            raise ValueError(f"instruction={obs.instruction!r} must be a non-empty string")
+        pdim = self.model.config.proprio_dim
+        if pdim:
+            if obs.proprio is None:
+                raise ValueError(f"proprio is missing; the model expects {pdim} values")
+            p = np.asarray(obs.proprio, dtype=np.float64)
+            if p.shape != (pdim,):
+                raise ValueError(f"proprio has shape {p.shape}; expected ({pdim},)")
+            if not np.all(np.isfinite(p)):
+                raise ValueError(f"proprio contains NaN or inf: {p.tolist()}")
+        if not math.isfinite(float(obs.stamp)):
+            raise ValueError(f"stamp={obs.stamp!r} must be finite")
+
+    def _set_instruction(self, instruction: str) -> None:
+        instruction = instruction.strip()
+        if instruction != self._instruction:
+            self.reset()
+            self._instruction = instruction
+            prompt = self.model.config.prompt_template.format(instruction=instruction.lower().rstrip("."))
+            ids = encode_prompt(self.tokenizer, prompt, self.model.config.prompt_suffix_token_id)
+            self._input_ids = torch.tensor([ids], dtype=torch.long)
+
+    def _proprio_tensor(self, proprio: np.ndarray | None) -> torch.Tensor | None:
+        if not self.model.config.proprio_dim:
+            return None
+        p = np.asarray(proprio, dtype=np.float64)
+        if self._proprio is not None:
+            low, high = self._proprio
+            p = np.clip(2.0 * (p - low) / (high - low) - 1.0, -1.0, 1.0)
+        return torch.from_numpy(p).float().unsqueeze(0)
+
+    @torch.inference_mode()
+    def step(self, obs: Observation) -> ActionChunk:
+        """Run one tick. Raises ValueError on bad input, NonFiniteActionError on a NaN/inf output."""
+        t_start = time.perf_counter()
+        self._validate(obs)
+        self._set_instruction(obs.instruction)
+        mcfg = self.model.config
+        images = [np.asarray(im) for im in obs.images]
+        pixel_values = preprocess_images(images, mcfg).unsqueeze(0)  # (1, cams, 6, S, S)
+        keep_ratio = self.pruner.keep_ratio_for_tick()
+        spec = self.pruner.prune_spec(mcfg, images)
+        pred = self.model.predict(pixel_values, self._input_ids, self._proprio_tensor(obs.proprio), spec,
+                                  use_cache=self.config.use_cache)
+        normalized = pred.actions[0].float().cpu().numpy().astype(np.float64)  # (T, A)
+        if not np.all(np.isfinite(normalized)):
+            raise NonFiniteActionError(f"the model produced non-finite actions at tick {self.pruner.tick}: "
+                                       f"{normalized.tolist()}")
+        actions = self.normalizer.unnormalize(normalized)
+        tick = self.pruner.tick
+        self.pruner.observe(pred)
+        per_cam = mcfg.tokens_per_camera
+        if pred.visual_keep is None:
+            kept = [per_cam] * mcfg.num_cameras
+        else:
+            cams = (pred.visual_keep[0] // per_cam).cpu()
+            kept = torch.bincount(cams, minlength=mcfg.num_cameras).tolist()
+        seq_len = int(self._input_ids.shape[1]) + mcfg.num_visual_tokens + mcfg.num_action_queries + (
+            1 if mcfg.proprio_dim else 0)
+        kept_len = seq_len - mcfg.num_visual_tokens + sum(kept)
+        k = self.pruner.config.layer if pred.visual_keep is not None else mcfg.num_layers
+        steps = mcfg.action_dim - 1 if mcfg.head == "tokens" else 0
+        flops = llm_flops(mcfg, seq_len, kept_len, k, steps)
+        full = llm_flops(mcfg, seq_len, seq_len, mcfg.num_layers, steps)
+        latency = {name: 1000.0 * sec for name, sec in pred.timings.items()}
+        latency["total"] = 1000.0 * (time.perf_counter() - t_start)
+        stats = TickStats(self.pruner.name, tick, keep_ratio, kept,
+                          [per_cam] * mcfg.num_cameras, latency, flops, flops / full)
+        return ActionChunk(actions, tuple(self.config.action_names), self.config.dt, float(obs.stamp), stats,
+                           normalized)

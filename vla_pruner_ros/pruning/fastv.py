@@ -1,0 +1,34 @@
+"""``fastv``: keep the visual tokens the last prompt token attends to most at layer K-1.
+
+FastV (Chen et al., 2024) as used by the VLA papers: score = attention of the last prompt token to
+each visual token at layer K-1, averaged over heads; keep the top M~. Default K = 3 (FastV's own
+paper used K = 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import CameraInput, Pruner, PrunerConfig, sorted_topk
+from .errors import PrunerConfigError
+
+
+@dataclass(frozen=True)
+class FastVConfig(PrunerConfig):
+    """K must be >= 1: the score is attention at layer K-1."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.layer < 1:
+            raise PrunerConfigError(f"fastv needs layer >= 1 (attention at layer K-1); got layer={self.layer}")
+
+
+class FastVPruner(Pruner):
+    name = "fastv"
+    config_class = FastVConfig
+    query = "last"
+
+    def select(self, inp: CameraInput, keep: int) -> torch.Tensor:
+        return sorted_topk(inp.attention, keep)
