@@ -1,0 +1,66 @@
+"""The vla-pruner command: info, bench, demo, and its error handling (exit 2, one line, no traceback)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from vla_pruner_ros.cli import main
+
+
+def test_info_on_real_openvla_metadata(shared_data, capsys):
+    assert main(["info", str(shared_data / "openvla-7b"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["parameters"] == 7_541_237_184 and info["tensors"] == info["tensors_in_index"] == 982
+    assert info["visual_tokens"]["per_camera"] == 256
+    assert "bridge_orig" in info["norm_stats_keys"] and info["action_head"]["action_dim"] == 7
+
+
+def test_info_text_on_preset(capsys):
+    assert main(["info", "small", "--head", "chunk"]) == 0
+    out = capsys.readouterr().out
+    assert "layers=32" in out and "per_camera=256" in out and "chunk_len=8" in out
+
+
+def test_bench_writes_records(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    rc = main(["bench", "--model", "tiny", "--head", "chunk", "--methods", "none,random,fastv", "--keep", "1,0.25",
+               "--ticks", "2", "--warmup", "1", "--layer", "2", "--quiet", "--json", str(path)])
+    assert rc == 0
+    data = json.loads(path.read_text())
+    records = data["records"]
+    assert [(r["method"], r["keep"]) for r in records] == [
+        ("none", 1.0), ("random", 1.0), ("random", 0.25), ("fastv", 1.0), ("fastv", 0.25)]
+    for r in records:
+        assert {"median_ms", "speedup", "flops_ratio", "select_ms", "peak_mem_mb", "floor_ms"} <= set(r)
+        assert r["median_ms"] > 0 and r["floor_ms"] > 0
+    assert records[0]["speedup"] == 1.0 and records[2]["tokens_kept"] == 16 and records[2]["flops_ratio"] < 1
+    assert data["meta"]["attn_implementation"] == "sdpa"
+    assert "fastv" in capsys.readouterr().out
+
+
+def test_demo_runs_every_method(capsys):
+    assert main(["demo", "--model", "tiny", "--ticks", "2"]) == 0
+    out = capsys.readouterr().out
+    for method in ("none", "random", "fastv"):
+        assert f"== {method}" in out
+    assert "tokens   16/64" in out
+
+
+def test_errors_exit_2_with_a_message(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "missing")]) == 2
+    assert "neither a checkpoint directory nor a preset" in capsys.readouterr().err
+    assert main(["bench", "--model", "tiny", "--methods", "fastvv", "--quiet"]) == 2
+    assert "unknown method(s) ['fastvv']" in capsys.readouterr().err
+    assert main(["bench", "--model", "tiny", "--keep", "1.5", "--quiet"]) == 2
+    assert "--keep 1.5 must be in (0, 1]" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text("{")
+    assert main(["info", str(tmp_path)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_console_entry_point_has_no_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "vla_pruner_ros.cli", "demo", "--model", str(tmp_path / "x")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "neither a checkpoint" in out.stderr
