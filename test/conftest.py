@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from vla_pruner_ros.model import build_preset
+from vla_pruner_ros.synthetic import moving_square_frames
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -27,16 +28,7 @@ def tiny(head: str = "tokens", cameras: int = 1, proprio: int = 0, seed: int = 0
 
 
 def frames(n: int, size: int = 56, seed: int = 0) -> list[np.ndarray]:
-    """A red square moving over a random background."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
-    out = []
-    for i in range(n):
-        f = base.copy()
-        x = (3 * i) % (size - 12)
-        f[20:32, x:x + 12] = (230, 20, 20)
-        out.append(f)
-    return out
+    return moving_square_frames(n, size, seed)
 
 
 @pytest.fixture

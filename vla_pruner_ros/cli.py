@@ -109,14 +109,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .bench.speed import _frames
     from .model import load_model
     from .policy import Observation, VLAPolicy
     from .pruning import PRUNERS, build_pruner
+    from .synthetic import moving_square_frames
 
     model, tokenizer = load_model(args.model, head=args.head)
     cfg = model.config
-    frames = _frames(args.ticks, cfg.image_size, seed=args.seed)
+    frames = moving_square_frames(args.ticks, cfg.image_size, seed=args.seed)
     methods = args.methods or tuple(PRUNERS)
     print(f"model={args.model} head={cfg.head} visual tokens/camera={cfg.tokens_per_camera} "
           f"layers={cfg.num_layers}; {args.ticks} generated frames, instruction {args.instruction!r}")

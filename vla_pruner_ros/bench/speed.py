@@ -25,6 +25,7 @@ from ..model import load_model
 from ..policy import Observation, VLAPolicy
 from ..pruning import Pruner, build_pruner
 from ..pruning.base import PrunerConfig
+from ..synthetic import moving_square_frames
 
 
 @dataclass
@@ -60,19 +61,6 @@ class _FloorPruner(Pruner):
         return self._select_all(inp)
 
 
-def _frames(n: int, size: int, seed: int) -> list[np.ndarray]:
-    """A moving square over a textured background: cheap, deterministic, not constant."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
-    frames = []
-    for i in range(n):
-        f = base.copy()
-        x = (i * 7) % (size - size // 4)
-        f[size // 3: size // 3 + size // 4, x: x + size // 4] = (220, 30, 30)
-        frames.append(f)
-    return frames
-
-
 def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -98,7 +86,7 @@ def run_bench(model: str = "small", head: str = "chunk", methods: tuple[str, ...
     dev = torch.device(device)
     vla, tokenizer = _load(model, head, dev, torch_dtype, num_cameras)
     cfg = vla.config
-    frames = _frames(warmup + ticks, cfg.image_size, seed)
+    frames = moving_square_frames(warmup + ticks, cfg.image_size, seed)
     configs: list[tuple[str, float, Pruner]] = [("none", 1.0, build_pruner("none"))]
     for method in methods:
         if method == "none":
