@@ -10,7 +10,7 @@ from reference_llama import ReferenceLlama, allowed_mask
 
 from vla_pruner_ros.model.modeling import PruneSpec
 from vla_pruner_ros.model.tokenizer import encode_prompt
-from vla_pruner_ros.pruning import build_pruner
+from vla_pruner_ros.pruning import TemporalState, build_pruner
 
 TOL = 1e-4  # float32 model vs float64 reference, hidden states of unit scale
 
@@ -76,7 +76,7 @@ def test_pruned_forward_matches_reference(head, cameras, k, keep):
     model, tok = tiny(head, cameras, 4 if head == "chunk" else 0)
     px, ids, pr = _inputs(model, tok, seed=1)
     ref = ReferenceLlama(model.language_model)
-    spec = build_pruner("fastv", keep_ratio=keep, layer=k).prune_spec(model.config)
+    spec = build_pruner("fastv", keep_ratio=keep, layer=k).prune_spec(model.config, TemporalState())
     with torch.no_grad():
         visual = model.encode_images(px)
         embeds, layout = model.build_inputs(visual, ids, pr)
@@ -107,7 +107,7 @@ def test_kv_cached_decoding_equals_uncached(cameras, k, keep):
     for seed in range(3):
         px, ids, _ = _inputs(model, tok, seed=seed)
         with torch.no_grad():
-            spec = build_pruner("fastv", keep_ratio=keep, layer=k).prune_spec(model.config)
+            spec = build_pruner("fastv", keep_ratio=keep, layer=k).prune_spec(model.config, TemporalState())
             cached = model.predict(px, ids, None, spec, use_cache=True)
             uncached = model.predict(px, ids, None, spec, use_cache=False)
         assert torch.equal(cached.visual_keep, uncached.visual_keep)
@@ -129,7 +129,7 @@ def test_action_attention_matches_reference(head):
     px, ids, pr = _inputs(model, tok, seed=2)
     k, a, keep = 1, 2, 0.25
     ref = ReferenceLlama(model.language_model)
-    base = build_pruner("fastv", keep_ratio=keep, layer=k).prune_spec(model.config)
+    base = build_pruner("fastv", keep_ratio=keep, layer=k).prune_spec(model.config, TemporalState())
     spec = PruneSpec(base.layer, base.select, base.query, action_layer=a)
     with torch.no_grad():
         pred = model.predict(px, ids, pr, spec)

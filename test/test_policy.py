@@ -47,11 +47,11 @@ def test_state_persists_and_resets_on_instruction_change():
     policy = _policy("chunk", method="random", keep_ratio=0.5)
     for f in frames(3):
         policy.step(Observation([f], "pick up the red cube"))
-    assert policy.pruner.tick == 3
+    assert policy.state.tick == 3
     policy.step(Observation(frames(1), "push the blue block"))
-    assert policy.pruner.tick == 1 and policy.instruction == "push the blue block"
+    assert policy.state.tick == 1 and policy.instruction == "push the blue block"
     policy.reset()
-    assert policy.pruner.tick == 0
+    assert policy.state.tick == 0
 
 
 def test_random_pruner_episode_is_reproducible_after_reset():

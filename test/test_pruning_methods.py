@@ -1,91 +1,146 @@
-"""The pruner registry and the contract every method keeps."""
+"""The pruner registry and the contract every method keeps, end to end on the tiny model."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import frames, tiny
 
-from vla_pruner_ros.model.modeling import Layout, SelectionInput
 from vla_pruner_ros.policy import Observation, VLAPolicy
 from vla_pruner_ros.pruning import PRUNERS, PrunerConfigError, UnknownPrunerError, budget, build_pruner
 
 
 def test_unknown_method_lists_valid_ones():
-    with pytest.raises(UnknownPrunerError, match=r"unknown pruning method 'fastvv'; valid methods: \['fastv', "):
+    with pytest.raises(UnknownPrunerError, match=r"unknown pruning method 'fastvv'; valid methods: \['divprune', "):
         build_pruner("fastvv")
 
 
 def test_unknown_parameter_lists_valid_ones():
     with pytest.raises(PrunerConfigError, match=r"no parameter\(s\) \['gamma'\]; valid parameters: \['keep_ratio'"):
         build_pruner("fastv", gamma=0.8)
+    with pytest.raises(PrunerConfigError, match=r"'window'"):
+        build_pruner("vla_pruner", windw=3)
 
 
-@pytest.mark.parametrize("value", [0.0, -0.5, 1.5, "half"])
-def test_keep_ratio_outside_range(value):
-    with pytest.raises(PrunerConfigError, match="keep_ratio=.* must be in \\(0, 1\\]"):
-        build_pruner("random", keep_ratio=value)
+@pytest.mark.parametrize("method,params,match", [
+    ("random", {"keep_ratio": 0.0}, r"keep_ratio=0.0 must be in \(0, 1\]"),
+    ("random", {"keep_ratio": 1.5}, r"keep_ratio=1.5 must be in \(0, 1\]"),
+    ("random", {"keep_ratio": "half"}, r"keep_ratio='half' must be in \(0, 1\]"),
+    ("fastv", {"layer": 0}, "fastv needs layer >= 1"),
+    ("vla_pruner", {"semantic_query": "first"}, r"semantic_query='first'; expected one of \('all', 'text', 'last'\)"),
+    ("vla_pruner", {"window": 0}, "window=0 must be a positive integer"),
+    ("vla_pruner", {"gamma": 1.2}, r"gamma=1.2 must be in \(0, 1\]"),
+    ("vla_iap", {"theta": -0.1}, r"theta=-0.1 must be in \(0, 1\]"),
+    ("vla_iap", {"morph_kernel": 4}, "morph_kernel=4 must be odd"),
+    ("hybrid", {"deadline_ms": -5}, "deadline_ms=-5 must be a positive number"),
+    ("hybrid", {"approach_keep_ratio": 2.0}, r"approach_keep_ratio=2.0 must be in \(0, 1\]"),
+])
+def test_invalid_parameters_are_named(method, params, match):
+    with pytest.raises(PrunerConfigError, match=match):
+        build_pruner(method, **params)
 
 
-def test_fastv_needs_a_layer_before_pruning():
-    with pytest.raises(PrunerConfigError, match="fastv needs layer >= 1"):
-        build_pruner("fastv", layer=0)
+def test_paper_defaults():
+    vp = build_pruner("vla_pruner").config
+    assert (vp.layer, vp.window, vp.gamma, vp.semantic_query, vp.warmup) == (3, 3, 0.8, "all", True)
+    iap = build_pruner("vla_iap").config
+    assert (iap.theta, iap.temporal_weight, iap.layer) == (0.05, 0.5, 0)
+    assert build_pruner("fastv").config.layer == 3 and build_pruner("divprune").config.layer == 0
 
 
-def test_budget_rounds_and_keeps_one():
-    assert budget(0.25, 256) == 64 and budget(0.125, 256) == 32 and budget(0.001, 64) == 1 and budget(1.0, 7) == 7
+def test_action_layer_defaults_to_the_middle_and_is_checked():
+    model, tok = tiny("chunk")
+    assert build_pruner("vla_pruner").action_layer(preset_like(32)) == 15
+    with pytest.raises(PrunerConfigError, match="action_layer=7 must be below the model's 4 layers"):
+        VLAPolicy(model, tok, build_pruner("vla_pruner", keep_ratio=0.5, layer=1, action_layer=7))
 
 
-def _selection(m=64, cams=1, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    layout = Layout(1 + m * cams + 10, tuple((1 + c * m, 1 + (c + 1) * m) for c in range(cams)), None,
-                    (1 + m * cams, 1 + m * cams + 10), (1 + m * cams + 10,) * 2)
-    att = torch.rand(1, m * cams, generator=g)
-    return SelectionInput(layout, torch.randn(1, m * cams, 8, generator=g), torch.randn(1, m * cams, 8, generator=g),
-                          att)
+def preset_like(layers: int):
+    from vla_pruner_ros.model import preset
+
+    cfg = preset("tiny")
+    return cfg.replace(text_config={**cfg.text_config, "num_hidden_layers": layers})
 
 
-@pytest.mark.parametrize("method", sorted(PRUNERS))
-@pytest.mark.parametrize("keep", [0.5, 0.125])
-def test_contract_sorted_unique_in_range_per_camera_budget(method, keep):
-    pruner = build_pruner(method) if method == "none" else build_pruner(method, keep_ratio=keep)
-    inp = _selection(cams=2)
-    keep_idx = pruner._select_all(inp)
-    expected = 128 if method == "none" else 2 * budget(keep, 64)
-    assert keep_idx.shape == (1, expected)
-    assert bool((keep_idx[:, 1:] > keep_idx[:, :-1]).all())
-    assert int(keep_idx.min()) >= 0 and int(keep_idx.max()) < 128
-    per_cam = torch.bincount(keep_idx[0] // 64, minlength=2)
-    assert per_cam.tolist() == [expected // 2] * 2
-
-
-def test_fastv_keeps_the_most_attended_tokens():
-    inp = _selection(cams=1)
-    keep_idx = build_pruner("fastv", keep_ratio=0.25)._select_all(inp)
-    top = torch.topk(inp.attention[0], 16).indices.sort().values
-    assert torch.equal(keep_idx[0], top)
-    assert inp.attention[0, keep_idx[0]].min() >= inp.attention[0].sort(descending=True).values[15]
-
-
-def test_random_differs_from_fastv_and_is_seeded():
-    inp = _selection()
-    a = build_pruner("random", keep_ratio=0.25, seed=1)._select_all(inp)
-    b = build_pruner("random", keep_ratio=0.25, seed=1)._select_all(inp)
-    c = build_pruner("random", keep_ratio=0.25, seed=2)._select_all(inp)
-    assert torch.equal(a, b) and not torch.equal(a, c)
+def _params(method: str, keep: float) -> dict:
+    if method == "none":
+        return {}
+    params = {"keep_ratio": keep}
+    if method in ("fastv", "vla_pruner", "hybrid"):
+        params["layer"] = 2  # the tiny model has 4 layers
+    return params
 
 
 @pytest.mark.parametrize("method", sorted(PRUNERS))
 @pytest.mark.parametrize("head", ["tokens", "chunk"])
-def test_every_method_runs_ticks_and_snapshots_state(method, head):
-    model, tok = tiny(head, 1)
-    pruner = build_pruner(method) if method == "none" else build_pruner(method, keep_ratio=0.25)
-    policy = VLAPolicy(model, tok, pruner)
-    for f in frames(4):
-        chunk = policy.step(Observation([f], "pick up the red cube"))
-        assert chunk.stats.tokens_kept == [64 if method == "none" else 16]
-    snapshot = pruner.state_dict()
-    assert snapshot["tick"] == 4 and snapshot["method"] == method
-    again = build_pruner(method) if method == "none" else build_pruner(method, keep_ratio=0.25)
-    again.load_state_dict(snapshot)
-    assert again.state_dict() == snapshot
+def test_every_method_for_20_ticks(method, head, monkeypatch):
+    """Exact budget after warm-up, indices unique and in range, bounded state, resets clear history."""
+    model, tok = tiny(head, 2)
+    keeps: list[torch.Tensor | None] = []
+    predict = model.predict
+
+    def spy(*args, **kwargs):
+        out = predict(*args, **kwargs)
+        keeps.append(out.visual_keep)
+        return out
+
+    monkeypatch.setattr(model, "predict", spy)
+    policy = VLAPolicy(model, tok, build_pruner(method, **_params(method, 0.25)))
+    window = int(getattr(policy.pruner.config, "window", 0))
+    sizes = []
+    video = frames(20, seed=3)
+    for tick, f in enumerate(video):
+        chunk = policy.step(Observation([f, f[::-1].copy()], "pick up the red cube"))
+        s = chunk.stats
+        assert s.tick == tick
+        expected = [budget(s.keep_ratio, 64)] * 2
+        assert s.tokens_kept == expected, (tick, s.keep_ratio)
+        if method != "none" and tick >= window and method != "hybrid":
+            assert s.keep_ratio == 0.25 and s.tokens_kept == [16, 16]
+        keep = keeps[-1]
+        if keep is not None:
+            idx = keep[0]
+            assert len(torch.unique(idx)) == len(idx) and int(idx.min()) >= 0 and int(idx.max()) < 128
+        sizes.append(policy.state.nbytes())
+    if window:
+        assert policy.state.window_full(2) and all(len(c.attention) == window for c in policy.state.cameras)
+    assert max(sizes[5:]) == sizes[-1] == max(sizes), "state must stop growing"
+    snapshot = policy.state_dict()
+    assert snapshot["tick"] == 20
+    restored = VLAPolicy(model, tok, build_pruner(method, **_params(method, 0.25)))
+    restored.load_state_dict(snapshot)
+    assert restored.state_dict() == snapshot
+    policy.reset()
+    assert policy.state.tick == 0 and policy.state.nbytes() == 0 and policy.state.phase == "approach"
+    for f in video[:2]:
+        policy.step(Observation([f, f], "pick up the red cube"))
+    policy.step(Observation([video[2]] * 2, "push the blue block"))
+    assert policy.state.tick == 1 and policy.state.instruction == "push the blue block"
+    assert all(len(c.attention) <= 1 for c in policy.state.cameras)
+
+
+def test_vla_pruner_warms_up_unpruned_then_prunes():
+    model, tok = tiny("chunk")
+    policy = VLAPolicy(model, tok, build_pruner("vla_pruner", keep_ratio=0.25, layer=2, window=3))
+    kept = [policy.step(Observation([f], "pick up the red cube")).stats.tokens_kept[0] for f in frames(6)]
+    assert kept == [64, 64, 64, 16, 16, 16]
+
+
+def test_warm_up_ticks_equal_the_unpruned_model():
+    model, tok = tiny("tokens")
+    pruned = VLAPolicy(model, tok, build_pruner("vla_pruner", keep_ratio=0.25, layer=2))
+    plain = VLAPolicy(model, tok)
+    for f in frames(3):
+        a = pruned.step(Observation([f], "pick up the red cube")).actions
+        b = plain.step(Observation([f], "pick up the red cube")).actions
+        assert np.array_equal(a, b)
+
+
+def test_random_is_seeded_per_episode():
+    model, tok = tiny("chunk")
+    policy = VLAPolicy(model, tok, build_pruner("random", keep_ratio=0.25, seed=1))
+    run1 = [policy.step(Observation([f], "pick up the red cube")).actions for f in frames(3)]
+    policy.reset()
+    run2 = [policy.step(Observation([f], "pick up the red cube")).actions for f in frames(3)]
+    assert all(np.array_equal(x, y) for x, y in zip(run1, run2, strict=True))

@@ -123,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for method in methods:
         pruner = build_pruner(method) if method == "none" else build_pruner(method, keep_ratio=args.keep)
         policy = VLAPolicy(model, tokenizer, pruner)
-        print(f"\n== {method} (keep {pruner.keep_ratio_for_tick():.3f})")
+        print(f"\n== {method} (keep_ratio {pruner.config.keep_ratio:.3f}, layer {pruner.config.layer})")
         totals = []
         for i, frame in enumerate(frames):
             proprio = np.zeros(cfg.proprio_dim) if cfg.proprio_dim else None
@@ -131,7 +131,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             s = chunk.stats
             totals.append(s.latency_ms["total"])
             first = " ".join(f"{v:+.3f}" for v in chunk.actions[0])
-            print(f"tick {i:2d}  tokens {sum(s.tokens_kept):4d}/{sum(s.tokens_total)}  "
+            print(f"tick {i:2d}  tokens {sum(s.tokens_kept):4d}/{sum(s.tokens_total)}  {s.phase:<11} "
                   f"{s.latency_ms['total']:7.1f} ms  FLOPs x{s.llm_flops_ratio:.2f}  action[0] {first}")
         print(f"median {np.median(totals):.1f} ms over {len(totals)} ticks")
     return 0
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=_floats, default=(1.0, 0.5, 0.25, 0.125))
     p.add_argument("--ticks", type=int, default=15, help="measured rounds per configuration")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--layer", type=int, default=3, help="pruning layer K")
+    p.add_argument("--layer", type=int, default=None, help="pruning layer K (default: each method's own)")
     p.add_argument("--cameras", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")

@@ -57,6 +57,7 @@ class TickStats:
     latency_ms: dict[str, float]  # vision, prefill, decode, select, total
     llm_flops: float
     llm_flops_ratio: float  # versus the same tick unpruned
+    phase: str  # interaction phase of the pruner's state (approach | interaction)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -111,7 +112,9 @@ class VLAPolicy:
         self._proprio = self._proprio_bounds(mcfg.norm_stats.get(self.normalizer.key, {}).get("proprio"))
         self._instruction: str | None = None
         self._input_ids: torch.Tensor | None = None
-        self.pruner.prune_spec(mcfg)  # validates the pruning layer against the model now, not at the first tick
+        self.state = self.pruner.new_state()
+        self.pruner.validate(mcfg)  # a bad pruning layer fails now, not at the first tick
+
 
     def _proprio_bounds(self, stats: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
         if not stats or "q01" not in stats or len(stats["q01"]) != self.model.config.proprio_dim:
@@ -124,11 +127,18 @@ class VLAPolicy:
         return self._instruction
 
     def reset(self) -> None:
-        """Start a new episode: clears the pruner's temporal state."""
-        self.pruner.reset()
+        """Start a new episode: clears the pruner's temporal state (the instruction stays set)."""
+        self.state.reset(self._instruction)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"instruction": self._instruction, "pruner": self.pruner.state_dict()}
+        """A JSON-friendly snapshot of the temporal state (see ``TemporalState.snapshot``)."""
+        return self.state.snapshot()
+
+    def load_state_dict(self, snapshot: dict[str, Any]) -> None:
+        """Restore a snapshot taken with ``state_dict`` (same instruction, same temporal state)."""
+        if snapshot.get("instruction"):
+            self._set_instruction(snapshot["instruction"])
+        self.state.restore(snapshot)
 
     # ---- one tick -------------------------------------------------------------------------------
     def _validate(self, obs: Observation) -> None:
@@ -161,8 +171,8 @@ class VLAPolicy:
     def _set_instruction(self, instruction: str) -> None:
         instruction = instruction.strip()
         if instruction != self._instruction:
-            self.reset()
             self._instruction = instruction
+            self.reset()
             prompt = self.model.config.prompt_template.format(instruction=instruction.lower().rstrip("."))
             ids = encode_prompt(self.tokenizer, prompt, self.model.config.prompt_suffix_token_id)
             self._input_ids = torch.tensor([ids], dtype=torch.long)
@@ -185,17 +195,15 @@ class VLAPolicy:
         mcfg = self.model.config
         images = [np.asarray(im) for im in obs.images]
         pixel_values = preprocess_images(images, mcfg).unsqueeze(0)  # (1, cams, 6, S, S)
-        keep_ratio = self.pruner.keep_ratio_for_tick()
-        spec = self.pruner.prune_spec(mcfg, images)
+        spec = self.pruner.prune_spec(mcfg, self.state, images)
         pred = self.model.predict(pixel_values, self._input_ids, self._proprio_tensor(obs.proprio), spec,
                                   use_cache=self.config.use_cache)
         normalized = pred.actions[0].float().cpu().numpy().astype(np.float64)  # (T, A)
         if not np.all(np.isfinite(normalized)):
-            raise NonFiniteActionError(f"the model produced non-finite actions at tick {self.pruner.tick}: "
+            raise NonFiniteActionError(f"the model produced non-finite actions at tick {self.state.tick}: "
                                        f"{normalized.tolist()}")
         actions = self.normalizer.unnormalize(normalized)
-        tick = self.pruner.tick
-        self.pruner.observe(pred)
+        tick = self.state.tick
         per_cam = mcfg.tokens_per_camera
         if pred.visual_keep is None:
             kept = [per_cam] * mcfg.num_cameras
@@ -211,7 +219,8 @@ class VLAPolicy:
         full = llm_flops(mcfg, seq_len, seq_len, mcfg.num_layers, steps)
         latency = {name: 1000.0 * sec for name, sec in pred.timings.items()}
         latency["total"] = 1000.0 * (time.perf_counter() - t_start)
-        stats = TickStats(self.pruner.name, tick, keep_ratio, kept,
-                          [per_cam] * mcfg.num_cameras, latency, flops, flops / full)
+        self.pruner.observe(pred, self.state, latency["total"])
+        stats = TickStats(self.pruner.name, tick, self.state.keep_ratio, kept, [per_cam] * mcfg.num_cameras, latency,
+                          flops, flops / full, self.state.phase)
         return ActionChunk(actions, tuple(self.config.action_names), self.config.dt, float(obs.stamp), stats,
                            normalized)

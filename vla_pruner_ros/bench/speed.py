@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from ..model import load_model
+from ..model.modeling import SelectionInput
 from ..policy import Observation, VLAPolicy
 from ..pruning import Pruner, build_pruner
-from ..pruning.base import PrunerConfig
+from ..pruning.base import PrunerConfig, TickContext
 from ..synthetic import moving_square_frames
 
 
@@ -32,6 +33,7 @@ from ..synthetic import moving_square_frames
 class BenchRecord:
     method: str
     keep: float
+    layer: int  # pruning layer K of the method
     head: str
     model: str
     median_ms: float
@@ -51,14 +53,14 @@ class _FloorPruner(Pruner):
 
     name = "floor"
 
-    def keep_ratio_for_tick(self) -> float:
+    def tick_keep_ratio(self, ctx: TickContext) -> float:
         return 0.0
 
-    def _select_all(self, inp):
+    def _select_all(self, ctx: TickContext, inp: SelectionInput) -> torch.Tensor:
         return torch.zeros(inp.visual_hidden.shape[0], 0, dtype=torch.long, device=inp.visual_hidden.device)
 
-    def select(self, inp, keep):
-        return self._select_all(inp)
+    def select(self, inp, keep, ctx):
+        return self._select_all(ctx, inp)
 
 
 def _git_commit() -> str:
@@ -78,7 +80,7 @@ def _peak_mem_mb(device: torch.device) -> float:
 
 def run_bench(model: str = "small", head: str = "chunk", methods: tuple[str, ...] = ("none", "random", "fastv"),
               keeps: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125), ticks: int = 15, warmup: int = 3,
-              layer: int = 3, device: str = "cpu", dtype: str = "float32", num_cameras: int = 1,
+              layer: int | None = None, device: str = "cpu", dtype: str = "float32", num_cameras: int = 1,
               threads: int | None = None, seed: int = 0, progress=None) -> tuple[list[BenchRecord], dict]:
     if threads:
         torch.set_num_threads(threads)
@@ -92,8 +94,12 @@ def run_bench(model: str = "small", head: str = "chunk", methods: tuple[str, ...
         if method == "none":
             continue
         for keep in keeps:
-            configs.append((method, keep, build_pruner(method, keep_ratio=keep, layer=layer)))
-    configs.append(("floor", 0.0, _FloorPruner(PrunerConfig(layer=layer))))
+            params = {"keep_ratio": keep} if layer is None else {"keep_ratio": keep, "layer": layer}
+            configs.append((method, keep, build_pruner(method, **params)))
+    layers = sorted({p.config.layer for _, _, p in configs[1:]} or {3})
+    configs += [("floor", float(k), _FloorPruner(PrunerConfig(layer=k))) for k in layers]
+    # Temporal methods run unpruned until their window is full: never time those ticks.
+    warmup = max(warmup, *(int(getattr(p.config, "window", 0)) for _, _, p in configs))
     policies = [VLAPolicy(vla, tokenizer, pruner) for _, _, pruner in configs]
     lat: list[list[float]] = [[] for _ in configs]
     sel: list[list[float]] = [[] for _ in configs]
@@ -116,11 +122,15 @@ def run_bench(model: str = "small", head: str = "chunk", methods: tuple[str, ...
         if progress:
             progress(r + 1, warmup + ticks, time.time() - t_start)
     med = [float(np.median(x)) for x in lat]
-    floor_ms = med[-1]
+    floors = {int(keep): med[c] for c, (method, keep, _) in enumerate(configs) if method == "floor"}
     records = []
-    for c, (method, keep, _) in enumerate(configs[:-1]):
+    for c, (method, keep, pruner) in enumerate(configs):
+        if method == "floor":
+            continue
+        floor_ms = floors.get(pruner.config.layer, floors[min(floors)])
         records.append(BenchRecord(
-            method=method, keep=keep, head=cfg.head, model=model, median_ms=round(med[c], 2),
+            method=method, keep=keep, layer=pruner.config.layer, head=cfg.head, model=model,
+            median_ms=round(med[c], 2),
             p95_ms=round(float(np.percentile(lat[c], 95)), 2), speedup=round(med[0] / med[c], 3),
             flops_ratio=round(flops[c], 4), select_ms=round(float(np.median(sel[c])), 3),
             select_share=round(float(np.median(sel[c])) / med[c], 4), peak_mem_mb=round(peak[c], 1),
@@ -128,7 +138,7 @@ def run_bench(model: str = "small", head: str = "chunk", methods: tuple[str, ...
     meta = {
         "model": model, "head": cfg.head, "device": str(dev), "device_name": _device_name(dev), "dtype": dtype,
         "threads": torch.get_num_threads(), "attn_implementation": vla.language_model.config._attn_implementation,
-        "ticks": ticks, "warmup": warmup, "layer": layer, "num_cameras": cfg.num_cameras,
+        "ticks": ticks, "warmup": warmup, "num_cameras": cfg.num_cameras,
         "visual_tokens_per_camera": cfg.tokens_per_camera, "llm_layers": cfg.num_layers,
         "commit": _git_commit(), "torch": torch.__version__, "python": platform.python_version(),
     }
@@ -161,12 +171,13 @@ def _device_name(device: torch.device) -> str:
 
 def format_table(records: list[BenchRecord], meta: dict) -> str:
     head = (f"model={meta['model']} head={meta['head']} device={meta['device_name']} dtype={meta['dtype']} "
-            f"K={meta['layer']} cameras={meta['num_cameras']} ticks={meta['ticks']} (median) commit={meta['commit']}")
-    cols = f"{'method':<10} {'keep':>6} {'tokens':>6} {'median ms':>10} {'p95 ms':>8} {'speedup':>8} " \
+            f"cameras={meta['num_cameras']} ticks={meta['ticks']} (median) commit={meta['commit']}")
+    cols = f"{'method':<10} {'keep':>6} {'K':>2} {'tokens':>6} {'median ms':>10} {'p95 ms':>8} {'speedup':>8} " \
            f"{'FLOPs':>6} {'select ms':>9} {'select %':>8} {'floor ms':>8} {'floor x':>7} {'peak MB':>8}"
     lines = [head, cols, "-" * len(cols)]
     for r in records:
-        lines.append(f"{r.method:<10} {r.keep:>6.3f} {r.tokens_kept:>6d} {r.median_ms:>10.1f} {r.p95_ms:>8.1f} "
+        lines.append(f"{r.method:<10} {r.keep:>6.3f} {r.layer:>2d} {r.tokens_kept:>6d} {r.median_ms:>10.1f} "
+                     f"{r.p95_ms:>8.1f} "
                      f"{r.speedup:>7.2f}x {r.flops_ratio:>6.3f} {r.select_ms:>9.2f} {100 * r.select_share:>7.1f}% "
                      f"{r.floor_ms:>8.1f} {r.floor_speedup:>6.2f}x {r.peak_mem_mb:>8.0f}")
     return "\n".join(lines)

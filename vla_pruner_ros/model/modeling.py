@@ -95,14 +95,18 @@ class PruneSpec:
 
     layer: int  # K: layers < K see every token; 0 prunes before the LLM
     select: Selector
-    query: str = "none"  # attention rows at layer K-1 handed to the selector: none | last | text | all
+    # Attention rows handed to the selector (none | last | text | all), taken at layer K-1; with K = 0,
+    # layer 0's attention recomputed on the input embeddings, so the LLM runs entirely on kept tokens.
+    query: str = "none"
     action_layer: int | None = None  # record the action queries' attention to visual tokens at this layer
 
     def __post_init__(self) -> None:
         if self.query not in QUERIES:
             raise ValueError(f"query={self.query!r}; expected one of {QUERIES}")
-        if self.layer == 0 and self.query != "none":
-            raise ValueError(f"query={self.query!r} needs attention at layer K-1, but K=0 prunes before the LLM")
+
+    @property
+    def score_layer(self) -> int:
+        return max(self.layer - 1, 0)
 
 
 class KVCache:
@@ -310,7 +314,7 @@ class VLAModel(nn.Module):
         n_action_rows = 0
         score_seconds = 0.0
         for i, layer in enumerate(self.layers):
-            if prune is not None and i == prune.layer - 1 and prune.query != "none":
+            if prune is not None and i == prune.score_layer and prune.query != "none":
                 t0 = time.perf_counter()
                 probs = self._attention(layer, h, cos, sin, kept, self._query_rows(layout, prune.query).to(device),
                                         is_action)

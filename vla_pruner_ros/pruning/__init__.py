@@ -6,16 +6,25 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from .base import CameraInput, Pruner, PrunerConfig, budget
+from .base import CameraInput, Pruner, PrunerConfig, TickContext, budget
+from .divprune import DivPrunePruner
 from .errors import PrunerConfigError, PrunerError, UnknownPrunerError
 from .fastv import FastVPruner
+from .hybrid import HybridPruner
 from .none import NonePruner
 from .random import RandomPruner
+from .state import TemporalState
+from .vla_iap import VLAIAPPruner
+from .vla_pruner import VLAPrunerPruner
 
 PRUNERS: Mapping[str, type[Pruner]] = {
     "none": NonePruner,
     "random": RandomPruner,
     "fastv": FastVPruner,
+    "divprune": DivPrunePruner,
+    "vla_pruner": VLAPrunerPruner,
+    "vla_iap": VLAIAPPruner,
+    "hybrid": HybridPruner,
 }
 
 
@@ -32,5 +41,5 @@ def build_pruner(method: str, **params: Any) -> Pruner:
     return cls(cls.config_class(**params))
 
 
-__all__ = ["PRUNERS", "CameraInput", "Pruner", "PrunerConfig", "PrunerConfigError", "PrunerError",
-           "UnknownPrunerError", "budget", "build_pruner"]
+__all__ = ["PRUNERS", "CameraInput", "Pruner", "PrunerConfig", "PrunerConfigError", "PrunerError", "TemporalState",
+           "TickContext", "UnknownPrunerError", "budget", "build_pruner"]

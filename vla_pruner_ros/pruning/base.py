@@ -1,15 +1,21 @@
 """The pruning interface: a method selects visual tokens per camera; the model does the rest.
 
-A pruner turns its config and temporal state into a ``PruneSpec`` for one forward pass (where to
-prune, which attention rows it needs) and selects, per camera group, which visual tokens to keep.
-After the tick it sees the prediction (e.g. the action queries' attention) to update its state.
+A pruner is configuration plus algorithm; everything it remembers between ticks lives in an
+explicit ``TemporalState`` that the policy owns and passes in. Per tick:
+
+1. ``prune_spec(model_config, state, images)`` prepares the tick (e.g. image priors) and returns a
+   ``PruneSpec`` (where to prune, which attention rows it needs) or None to run unpruned;
+2. inside the forward pass the model calls the spec's selector, which splits the visual tokens
+   per camera and calls ``select`` for each with that camera's budget;
+3. ``observe(prediction, state, latency_ms)`` updates the state (e.g. the action-attention window).
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,6 +24,7 @@ import torch
 from ..model.config import VLAConfig
 from ..model.modeling import Prediction, PruneSpec, SelectionInput
 from .errors import PrunerConfigError
+from .state import TemporalState
 
 
 @dataclass(frozen=True)
@@ -34,10 +41,31 @@ class PrunerConfig:
     layer: int = 3
 
     def __post_init__(self) -> None:
-        if not isinstance(self.keep_ratio, (int, float)) or not 0.0 < float(self.keep_ratio) <= 1.0:
-            raise PrunerConfigError(f"keep_ratio={self.keep_ratio!r} must be in (0, 1]")
-        if not isinstance(self.layer, int) or self.layer < 0:
+        _check_ratio("keep_ratio", self.keep_ratio)
+        if not isinstance(self.layer, int) or isinstance(self.layer, bool) or self.layer < 0:
             raise PrunerConfigError(f"layer={self.layer!r} must be an integer >= 0")
+
+
+def _check_ratio(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise PrunerConfigError(f"{name}={value!r} must be in (0, 1]")
+
+
+def _check_positive(name: str, value: Any, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        raise PrunerConfigError(f"{name}={value!r} must be a positive {'integer' if integer else 'number'}")
+
+
+@dataclass
+class TickContext:
+    """What one tick's selection may use besides the model's tensors."""
+
+    model_config: VLAConfig
+    state: TemporalState
+    images: list[np.ndarray] | None
+    keep_ratio: float
+    priors: list[dict[str, np.ndarray]] = field(default_factory=list)  # per camera, method-specific
 
 
 @dataclass
@@ -61,78 +89,88 @@ def sorted_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
     return torch.topk(scores, k, dim=-1).indices.sort(dim=-1).values
 
 
+def as_index(rows: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """Per-batch-row numpy index arrays -> sorted (B, k) long tensor."""
+    return torch.as_tensor(np.sort(np.stack(rows), axis=-1), dtype=torch.long, device=device)
+
+
 class Pruner(abc.ABC):
-    """Base class: per-camera selection with a uniform budget. Subclasses override ``select``."""
+    """Base class: per-camera selection with a per-tick budget. Subclasses implement ``select``."""
 
     name: ClassVar[str] = "base"
     config_class: ClassVar[type[PrunerConfig]] = PrunerConfig
-    query: ClassVar[str] = "none"  # attention rows needed at layer K-1
+    query: ClassVar[str] = "none"  # attention rows needed at layer max(K-1, 0): none | last | text | all
 
     def __init__(self, config: PrunerConfig | None = None) -> None:
         self.config = config or self.config_class()
-        self.tick = 0
-        self._images: list[np.ndarray] | None = None
 
-    # ---- per tick -----------------------------------------------------------------------------
-    def keep_ratio_for_tick(self) -> float:
-        """The keep ratio of the coming tick (methods with a schedule override this)."""
+    def new_state(self) -> TemporalState:
+        return TemporalState(window=int(getattr(self.config, "window", 1)))
+
+    # ---- hooks ------------------------------------------------------------------------------------
+    def tick_keep_ratio(self, ctx: TickContext) -> float:
+        """The keep ratio before the forward pass (methods with a schedule or warm-up override this)."""
         return float(self.config.keep_ratio)
 
     def action_layer(self, model_config: VLAConfig) -> int | None:
         """Layer whose action-query attention the method wants after the tick; None = not needed."""
         return None
 
-    def prune_spec(self, model_config: VLAConfig, images: list[np.ndarray] | None = None) -> PruneSpec | None:
-        """The pruning of the coming forward pass, or None to run the model unpruned."""
+    def prepare(self, ctx: TickContext) -> None:
+        """Per-tick work before the forward pass (e.g. image priors into ``ctx.priors``)."""
+
+    def on_selection(self, ctx: TickContext, inp: SelectionInput) -> None:
+        """Whole-tick work at the selection point, before the per-camera ``select`` calls; may set
+        ``ctx.keep_ratio`` (e.g. from the interaction phase)."""
+
+    @abc.abstractmethod
+    def select(self, inp: CameraInput, keep: int, ctx: TickContext) -> torch.Tensor:
+        """Indices (B, keep), sorted, of the camera's visual tokens to keep."""
+
+    def observe(self, prediction: Prediction, state: TemporalState, latency_ms: float | None = None) -> None:
+        """Update temporal state after a tick."""
+        state.tick += 1
+
+    # ---- per tick ---------------------------------------------------------------------------------
+    def validate(self, model_config: VLAConfig) -> None:
+        """Check the configuration against a model (layers in range)."""
         if self.config.layer >= model_config.num_layers:
             raise PrunerConfigError(
                 f"layer={self.config.layer} must be below the model's {model_config.num_layers} decoder layers")
-        action_layer = self.action_layer(model_config)
-        if self.keep_ratio_for_tick() >= 1.0 and action_layer is None:
-            return None
-        self._images = images
-        query = self.query if self.config.layer > 0 else "none"
-        return PruneSpec(self.config.layer, self._select_all, query, action_layer)
+        self.action_layer(model_config)
 
-    def _select_all(self, inp: SelectionInput) -> torch.Tensor:
-        keep_ratio = self.keep_ratio_for_tick()
+    def prune_spec(self, model_config: VLAConfig, state: TemporalState,
+                   images: list[np.ndarray] | None = None) -> PruneSpec | None:
+        """The pruning of the coming forward pass, or None to run the model unpruned."""
+        self.validate(model_config)
+        state.camera(model_config.num_cameras - 1)  # one CameraState per camera
+        ctx = TickContext(model_config, state, images, 1.0)
+        ctx.keep_ratio = self.tick_keep_ratio(ctx)
+        self.prepare(ctx)
+        state.keep_ratio = ctx.keep_ratio
+        action_layer = self.action_layer(model_config)
+        if ctx.keep_ratio >= 1.0 and action_layer is None and type(self).on_selection is Pruner.on_selection:
+            return None
+        return PruneSpec(self.config.layer, functools.partial(self._select_all, ctx), self.query, action_layer)
+
+    def _select_all(self, ctx: TickContext, inp: SelectionInput) -> torch.Tensor:
+        self.on_selection(ctx, inp)
+        ctx.state.keep_ratio = ctx.keep_ratio
         kept = []
         for cam, (start, end) in enumerate(inp.layout.visual):
             lo, hi = start - inp.layout.visual_start, end - inp.layout.visual_start
             m = hi - lo
-            k = budget(keep_ratio, m)
+            k = budget(ctx.keep_ratio, m)
             if k == m:
                 local = torch.arange(m, device=inp.visual_hidden.device).expand(inp.visual_hidden.shape[0], -1)
             else:
                 cam_in = CameraInput(
                     cam, inp.visual_embeddings[:, lo:hi], inp.visual_hidden[:, lo:hi],
                     None if inp.attention is None else inp.attention[:, lo:hi],
-                    None if self._images is None else self._images[cam])
-                local = self.select(cam_in, k)
+                    None if ctx.images is None else ctx.images[cam])
+                local = self.select(cam_in, k, ctx)
             kept.append(local + lo)
         return torch.cat(kept, dim=1)
-
-    @abc.abstractmethod
-    def select(self, inp: CameraInput, keep: int) -> torch.Tensor:
-        """Indices (B, keep), sorted, of the camera's visual tokens to keep."""
-
-    def observe(self, prediction: Prediction) -> None:
-        """Update temporal state after a tick."""
-        self.tick += 1
-
-    # ---- episode state --------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget everything from the previous episode."""
-        self.tick = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        """A JSON-friendly snapshot of the temporal state."""
-        return {"method": self.name, "tick": self.tick}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("method") != self.name:
-            raise PrunerConfigError(f"state of method {state.get('method')!r} cannot be loaded into {self.name!r}")
-        self.tick = int(state["tick"])
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, **dataclasses.asdict(self.config)}

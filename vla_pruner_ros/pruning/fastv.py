@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import CameraInput, Pruner, PrunerConfig, sorted_topk
+from .base import CameraInput, Pruner, PrunerConfig, TickContext, sorted_topk
 from .errors import PrunerConfigError
 
 
@@ -30,5 +30,5 @@ class FastVPruner(Pruner):
     config_class = FastVConfig
     query = "last"
 
-    def select(self, inp: CameraInput, keep: int) -> torch.Tensor:
+    def select(self, inp: CameraInput, keep: int, ctx: TickContext) -> torch.Tensor:
         return sorted_topk(inp.attention, keep)

@@ -9,7 +9,8 @@ import torch
 
 from ..model.config import VLAConfig
 from ..model.modeling import PruneSpec
-from .base import CameraInput, Pruner, PrunerConfig
+from .base import CameraInput, Pruner, PrunerConfig, TickContext
+from .state import TemporalState
 
 
 @dataclass(frozen=True)
@@ -21,12 +22,11 @@ class NonePruner(Pruner):
     name = "none"
     config_class = NoneConfig
 
-    def keep_ratio_for_tick(self) -> float:
-        return 1.0
-
-    def prune_spec(self, model_config: VLAConfig, images: list[np.ndarray] | None = None) -> PruneSpec | None:
+    def prune_spec(self, model_config: VLAConfig, state: TemporalState,
+                   images: list[np.ndarray] | None = None) -> PruneSpec | None:
+        state.keep_ratio = 1.0
         return None
 
-    def select(self, inp: CameraInput, keep: int) -> torch.Tensor:
+    def select(self, inp: CameraInput, keep: int, ctx: TickContext) -> torch.Tensor:
         b, m = inp.hidden.shape[:2]
         return torch.arange(m, device=inp.hidden.device).expand(b, -1)

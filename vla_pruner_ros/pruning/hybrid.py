@@ -1,0 +1,104 @@
+"""``hybrid`` (ours): VLA-Pruner's selection with VLA-IAP's interaction phase setting the budget.
+
+Per tick: VLA-Pruner's candidates (top-M~ by prefill attention ∪ top-M~ by the decaying window of
+action attention) plus the top geometric anchors, reduced by greedy max-min diversity to M~. The
+keep ratio follows the interaction phase (from the IoU of the semantic and motion masks, with
+hysteresis): ``approach_keep_ratio`` while approaching, ``keep_ratio`` once interaction is locked.
+
+Optional ``deadline_ms``: the ratio is capped so that the tick's predicted latency meets the
+deadline. The latency model is fitted online on the last ticks, ``latency = a + b * kept visual
+tokens`` (least squares once two different token counts were seen; before that, latency
+proportional to the tokens kept), and never raises the ratio above the phase's nor lowers it
+below ``min_keep_ratio``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model.modeling import Prediction, SelectionInput
+from .base import CameraInput, TickContext, _check_ratio
+from .errors import PrunerConfigError
+from .interaction import InteractionConfig, anchors, image_priors, update_interaction
+from .state import APPROACH, TemporalState
+from .vla_pruner import VLAPrunerConfig, VLAPrunerPruner
+
+
+@dataclass(frozen=True)
+class HybridConfig(VLAPrunerConfig, InteractionConfig):
+    """Attributes (and those of ``VLAPrunerConfig`` and ``InteractionConfig``):
+        keep_ratio: the ratio once interaction is locked (the aggressive phase).
+        approach_keep_ratio: the ratio while approaching; None = min(1, 2 * keep_ratio).
+        anchor_ratio: share of each camera's tokens, strongest in edges, always among the candidates.
+        deadline_ms: optional tick latency target; None = no deadline.
+        min_keep_ratio: the lowest ratio the deadline may choose.
+    """
+
+    approach_keep_ratio: float | None = None
+    anchor_ratio: float = 0.05
+    deadline_ms: float | None = None
+    min_keep_ratio: float = 0.05
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.approach_keep_ratio is not None:
+            _check_ratio("approach_keep_ratio", self.approach_keep_ratio)
+        _check_ratio("min_keep_ratio", self.min_keep_ratio)
+        if self.deadline_ms is not None and (isinstance(self.deadline_ms, bool) or not isinstance(
+                self.deadline_ms, (int, float)) or self.deadline_ms <= 0):
+            raise PrunerConfigError(f"deadline_ms={self.deadline_ms!r} must be a positive number or null")
+
+    @property
+    def approach_ratio(self) -> float:
+        if self.approach_keep_ratio is not None:
+            return float(self.approach_keep_ratio)
+        return min(1.0, 2.0 * float(self.keep_ratio))
+
+
+def deadline_ratio(history: list[tuple[int, float]], total_tokens: int, deadline_ms: float) -> float | None:
+    """The largest keep ratio whose predicted tick latency meets the deadline; None without data."""
+    if not history:
+        return None
+    kept = np.array([h[0] for h in history], dtype=np.float64)
+    lat = np.array([h[1] for h in history], dtype=np.float64)
+    if len(np.unique(kept)) >= 2:
+        b, a = np.polyfit(kept, lat, 1)
+        if b <= 0:  # no measurable dependence on tokens: tokens are not what to cut
+            return 1.0 if a <= deadline_ms else 0.0
+    else:
+        a, b = 0.0, float(lat.mean() / max(kept.mean(), 1.0))
+    return float(np.clip((deadline_ms - a) / b / total_tokens, 0.0, 1.0))
+
+
+class HybridPruner(VLAPrunerPruner):
+    name = "hybrid"
+    config_class = HybridConfig
+
+    def prepare(self, ctx: TickContext) -> None:
+        image_priors(ctx, self.config)
+
+    def on_selection(self, ctx: TickContext, inp: SelectionInput) -> None:
+        phase = update_interaction(ctx, self.config, inp.attention[0].float().cpu().numpy())
+        if self.warming_up(ctx):
+            ctx.keep_ratio = 1.0
+            return
+        ratio = self.config.approach_ratio if phase == APPROACH else float(self.config.keep_ratio)
+        if self.config.deadline_ms is not None:
+            cap = deadline_ratio(list(ctx.state.latency), ctx.model_config.num_visual_tokens, self.config.deadline_ms)
+            if cap is not None:
+                ratio = max(self.config.min_keep_ratio, min(ratio, cap))
+        ctx.keep_ratio = ratio
+
+    def candidates(self, inp: CameraInput, keep: int, ctx: TickContext, row: int) -> list[np.ndarray]:
+        parts = super().candidates(inp, keep, ctx, row)
+        parts.append(anchors(ctx.priors[inp.camera]["edge"], self.config.anchor_ratio, keep))
+        return parts
+
+    def observe(self, prediction: Prediction, state: TemporalState, latency_ms: float | None = None) -> None:
+        super().observe(prediction, state, latency_ms)
+        if latency_ms is not None:
+            kept = prediction.visual_keep.shape[1] if prediction.visual_keep is not None else None
+            if kept is not None:
+                state.latency.append((int(kept), float(latency_ms)))

@@ -1,0 +1,121 @@
+"""VLA-IAP's priors and interaction phase, shared by ``vla_iap`` and ``hybrid``.
+
+Per camera and tick: a geometric prior G (Sobel edges), a motion prior M (second-order frame
+difference, cleaned, accumulated), a semantic prior S (text-to-vision attention, smoothed over the
+patch grid). The IoU of the thresholded S and M masks, over all cameras, drives the phase:
+approach (IoU <= theta) or interaction (IoU > theta), with hysteresis.
+
+Choices the paper leaves open (arXiv 2603.22991 publishes theta = 0.05 and k = 0.5 only):
+
+- working resolution of the image priors: ``work_px_per_patch`` (8) pixels per patch side, i.e.
+  128 x 128 for a 16 x 16 grid; Sobel kernel 3;
+- motion clean-up: grey-level opening then closing with a ``morph_kernel`` (3) elliptic element,
+  Gaussian blur with ``motion_sigma`` (1.0 working pixels); accumulation
+  ``A_t = motion_decay * A_{t-1} + D_t`` with ``motion_decay`` 0.7 (a half-life of about two ticks);
+- semantic smoothing: Gaussian with ``semantic_sigma`` (1.0 patches) on the grid;
+- masks: a token is in the S mask if ``S >= semantic_threshold * max S`` (0.5), in the M mask if
+  ``M >= motion_threshold * max M`` (0.3); no motion yet means an empty M mask and IoU 0;
+- hysteresis: ``enter_ticks`` (2) consecutive ticks above theta to enter interaction,
+  ``exit_ticks`` (3) at or below it to leave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .base import PrunerConfig, TickContext, _check_positive, _check_ratio
+from .errors import PrunerConfigError
+from .scores import (
+    mask_iou,
+    normalise_max,
+    pool_to_grid,
+    relative_mask,
+    smooth_grid,
+    sobel_prior,
+    to_grey,
+    update_motion,
+    update_phase,
+)
+
+
+@dataclass(frozen=True)
+class InteractionConfig(PrunerConfig):
+    """Attributes (see the module docstring for the reasoning behind each default):
+        theta: IoU above which the robot is taken to interact with the target (paper: 0.05).
+        semantic_threshold: S mask = S >= this share of its peak.
+        motion_threshold: M mask = M >= this share of its peak.
+        semantic_sigma: Gaussian smoothing of S over the patch grid (patches).
+        motion_sigma: Gaussian blur of the frame difference (working pixels).
+        morph_kernel: size of the opening/closing element (working pixels, odd).
+        motion_decay: weight of the accumulated motion from previous ticks.
+        work_px_per_patch: image prior working resolution, pixels per patch side.
+        anchor_ratio: share of each camera's tokens, strongest in edges, that are anchors.
+        enter_ticks: consecutive ticks with IoU > theta needed to enter the interaction phase.
+        exit_ticks: consecutive ticks with IoU <= theta needed to return to the approach phase.
+    """
+
+    theta: float = 0.05
+    semantic_threshold: float = 0.5
+    motion_threshold: float = 0.3
+    semantic_sigma: float = 1.0
+    motion_sigma: float = 1.0
+    morph_kernel: int = 3
+    motion_decay: float = 0.7
+    work_px_per_patch: int = 8
+    anchor_ratio: float = 0.1
+    enter_ticks: int = 2
+    exit_ticks: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("theta", "semantic_threshold", "motion_threshold", "anchor_ratio"):
+            _check_ratio(name, getattr(self, name))
+        for name in ("morph_kernel", "work_px_per_patch", "enter_ticks", "exit_ticks"):
+            _check_positive(name, getattr(self, name), integer=True)
+        if self.morph_kernel % 2 == 0:
+            raise PrunerConfigError(f"morph_kernel={self.morph_kernel} must be odd")
+        for name in ("semantic_sigma", "motion_sigma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise PrunerConfigError(f"{name}={value!r} must be a number >= 0")
+        if isinstance(self.motion_decay, bool) or not 0.0 <= float(self.motion_decay) < 1.0:
+            raise PrunerConfigError(f"motion_decay={self.motion_decay!r} must be in [0, 1)")
+
+
+def image_priors(ctx: TickContext, cfg: InteractionConfig) -> None:
+    """Geometric and motion priors per camera into ``ctx.priors``; updates the motion state."""
+    grid = ctx.model_config.grid
+    size = grid * cfg.work_px_per_patch
+    ctx.priors = []
+    for c in range(ctx.model_config.num_cameras):
+        if ctx.images is None:
+            raise PrunerConfigError("this method needs the camera images; the tick has none")
+        grey = to_grey(ctx.images[c], size)
+        motion = update_motion(ctx.state.camera(c), grey, cfg.motion_decay, cfg.morph_kernel, cfg.motion_sigma)
+        ctx.priors.append({"edge": sobel_prior(grey, grid), "motion": normalise_max(pool_to_grid(motion, grid))})
+
+
+def semantic_prior(attention_row: np.ndarray, grid: int, sigma: float) -> np.ndarray:
+    """Text-to-vision attention of one camera, smoothed over the grid, scaled to max 1."""
+    return normalise_max(np.maximum(smooth_grid(attention_row.astype(np.float32), grid, sigma), 0.0))
+
+
+def update_interaction(ctx: TickContext, cfg: InteractionConfig, attention: np.ndarray) -> str:
+    """Semantic priors per camera (from batch row 0's attention (M_total,)), then IoU and phase."""
+    grid = ctx.model_config.grid
+    per_cam = grid * grid
+    s_masks, m_masks = [], []
+    for c, priors in enumerate(ctx.priors):
+        priors["semantic"] = semantic_prior(attention[c * per_cam:(c + 1) * per_cam], grid, cfg.semantic_sigma)
+        s_masks.append(relative_mask(priors["semantic"], cfg.semantic_threshold))
+        m_masks.append(relative_mask(priors["motion"], cfg.motion_threshold))
+    iou = mask_iou(np.concatenate(s_masks), np.concatenate(m_masks))
+    return update_phase(ctx.state, iou, cfg.theta, cfg.enter_ticks, cfg.exit_ticks)
+
+
+def anchors(edge: np.ndarray, ratio: float, limit: int) -> np.ndarray:
+    """The tokens strongest in edges: ``round(ratio * M)`` of them, at most ``limit``."""
+    n = min(limit, max(1, int(round(ratio * edge.shape[0]))))
+    return np.argsort(-edge, kind="stable")[:n]
