@@ -34,7 +34,7 @@ def test_unknown_parameter_lists_valid_ones():
     ("vla_iap", {"theta": -0.1}, r"theta=-0.1 must be in \(0, 1\]"),
     ("vla_iap", {"morph_kernel": 4}, "morph_kernel=4 must be odd"),
     ("hybrid", {"deadline_ms": -5}, "deadline_ms=-5 must be a positive number"),
-    ("hybrid", {"approach_keep_ratio": 2.0}, r"approach_keep_ratio=2.0 must be in \(0, 1\]"),
+    ("hybrid", {"interaction_keep_ratio": 2.0}, r"interaction_keep_ratio=2.0 must be in \(0, 1\]"),
 ])
 def test_invalid_parameters_are_named(method, params, match):
     with pytest.raises(PrunerConfigError, match=match):
@@ -96,8 +96,8 @@ def test_every_method_for_20_ticks(method, head, monkeypatch):
         assert s.tick == tick
         expected = [budget(s.keep_ratio, 64)] * 2
         assert s.tokens_kept == expected, (tick, s.keep_ratio)
-        if method != "none" and tick >= window and method != "hybrid":
-            assert s.keep_ratio == 0.25 and s.tokens_kept == [16, 16]
+        if method != "none" and tick >= window:
+            assert s.keep_ratio == (0.125 if s.phase == "interaction" and method == "hybrid" else 0.25)
         keep = keeps[-1]
         if keep is not None:
             idx = keep[0]

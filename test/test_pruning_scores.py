@@ -114,7 +114,7 @@ def _selection(attention: np.ndarray, m: int = 64) -> SelectionInput:
 
 def test_hybrid_budget_follows_the_phase():
     cfg = preset("tiny")  # 8 x 8 grid, 64 tokens, 4 layers
-    pruner = build_pruner("hybrid", keep_ratio=0.25, approach_keep_ratio=0.75, layer=2, warmup=False,
+    pruner = build_pruner("hybrid", keep_ratio=0.75, interaction_keep_ratio=0.25, layer=2, warmup=False,
                           enter_ticks=2, exit_ticks=1)
     state = pruner.new_state()
     region = np.zeros(64, np.float32)

@@ -112,6 +112,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .model import load_model
     from .policy import Observation, VLAPolicy
     from .pruning import PRUNERS, build_pruner
+    from .pruning.config_file import load_pruner
     from .synthetic import moving_square_frames
 
     model, tokenizer = load_model(args.model, head=args.head)
@@ -121,7 +122,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"model={args.model} head={cfg.head} visual tokens/camera={cfg.tokens_per_camera} "
           f"layers={cfg.num_layers}; {args.ticks} generated frames, instruction {args.instruction!r}")
     for method in methods:
-        pruner = build_pruner(method) if method == "none" else build_pruner(method, keep_ratio=args.keep)
+        overrides = {} if method == "none" else {"keep_ratio": args.keep}
+        if args.pruning_config:
+            pruner = load_pruner(args.pruning_config, method, overrides)
+        else:
+            pruner = build_pruner(method, **overrides)
         policy = VLAPolicy(model, tokenizer, pruner)
         print(f"\n== {method} (keep_ratio {pruner.config.keep_ratio:.3f}, layer {pruner.config.layer})")
         totals = []
@@ -169,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", choices=["tokens", "chunk"], default="chunk")
     p.add_argument("--methods", type=_names, default=None, help="comma-separated (default: all)")
     p.add_argument("--keep", type=float, default=0.25)
-    p.add_argument("--ticks", type=int, default=5)
+    p.add_argument("--pruning-config", default=None, metavar="YAML",
+                   help="method parameters (config/pruning.yaml format); --keep still overrides keep_ratio")
+    p.add_argument("--ticks", type=int, default=6)
     p.add_argument("--instruction", default="pick up the red cube")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)

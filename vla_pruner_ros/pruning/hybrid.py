@@ -3,7 +3,9 @@
 Per tick: VLA-Pruner's candidates (top-M~ by prefill attention ∪ top-M~ by the decaying window of
 action attention) plus the top geometric anchors, reduced by greedy max-min diversity to M~. The
 keep ratio follows the interaction phase (from the IoU of the semantic and motion masks, with
-hysteresis): ``approach_keep_ratio`` while approaching, ``keep_ratio`` once interaction is locked.
+hysteresis): ``keep_ratio`` while approaching (conservative), ``interaction_keep_ratio`` once
+interaction is locked (aggressive). So ``keep_ratio`` is the most hybrid keeps after warm-up, and a
+comparison at the same nominal keep ratio never gives hybrid more tokens than the other methods.
 
 Optional ``deadline_ms``: the ratio is capped so that the tick's predicted latency meets the
 deadline. The latency model is fitted online on the last ticks, ``latency = a + b * kept visual
@@ -29,32 +31,32 @@ from .vla_pruner import VLAPrunerConfig, VLAPrunerPruner
 @dataclass(frozen=True)
 class HybridConfig(VLAPrunerConfig, InteractionConfig):
     """Attributes (and those of ``VLAPrunerConfig`` and ``InteractionConfig``):
-        keep_ratio: the ratio once interaction is locked (the aggressive phase).
-        approach_keep_ratio: the ratio while approaching; None = min(1, 2 * keep_ratio).
+        keep_ratio: the ratio while approaching (the conservative phase).
+        interaction_keep_ratio: the ratio once interaction is locked; None = keep_ratio / 2.
         anchor_ratio: share of each camera's tokens, strongest in edges, always among the candidates.
         deadline_ms: optional tick latency target; None = no deadline.
         min_keep_ratio: the lowest ratio the deadline may choose.
     """
 
-    approach_keep_ratio: float | None = None
+    interaction_keep_ratio: float | None = None
     anchor_ratio: float = 0.05
     deadline_ms: float | None = None
     min_keep_ratio: float = 0.05
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.approach_keep_ratio is not None:
-            _check_ratio("approach_keep_ratio", self.approach_keep_ratio)
+        if self.interaction_keep_ratio is not None:
+            _check_ratio("interaction_keep_ratio", self.interaction_keep_ratio)
         _check_ratio("min_keep_ratio", self.min_keep_ratio)
         if self.deadline_ms is not None and (isinstance(self.deadline_ms, bool) or not isinstance(
                 self.deadline_ms, (int, float)) or self.deadline_ms <= 0):
             raise PrunerConfigError(f"deadline_ms={self.deadline_ms!r} must be a positive number or null")
 
     @property
-    def approach_ratio(self) -> float:
-        if self.approach_keep_ratio is not None:
-            return float(self.approach_keep_ratio)
-        return min(1.0, 2.0 * float(self.keep_ratio))
+    def interaction_ratio(self) -> float:
+        if self.interaction_keep_ratio is not None:
+            return float(self.interaction_keep_ratio)
+        return float(self.keep_ratio) / 2.0
 
 
 def deadline_ratio(history: list[tuple[int, float]], total_tokens: int, deadline_ms: float) -> float | None:
@@ -84,7 +86,7 @@ class HybridPruner(VLAPrunerPruner):
         if self.warming_up(ctx):
             ctx.keep_ratio = 1.0
             return
-        ratio = self.config.approach_ratio if phase == APPROACH else float(self.config.keep_ratio)
+        ratio = float(self.config.keep_ratio) if phase == APPROACH else self.config.interaction_ratio
         if self.config.deadline_ms is not None:
             cap = deadline_ratio(list(ctx.state.latency), ctx.model_config.num_visual_tokens, self.config.deadline_ms)
             if cap is not None:
