@@ -350,24 +350,30 @@ class VLAModel(nn.Module):
         return LLMResult(h, kept, visual_keep, action_attention, n_action_rows, score_seconds, cache)
 
     def decode_step(self, token: torch.Tensor, position: int, cache: KVCache, layer_kept: list[torch.Tensor],
-                    layout: Layout, action_layer: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One cached decoding step of tokens (B, 1) at original ``position`` -> (logits (B, V), attention (B, M))."""
+                    layout: Layout, action_layer: int | None) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+        """One cached decoding step of tokens (B, 1) at original ``position``.
+
+        Returns logits (B, V), this step's action attention (B, M) or None, and the seconds spent on it.
+        """
         h = self.language_model.model.embed_tokens(token)  # (B, 1, d)
         pos = torch.full_like(token, position)
         cos, sin = self.language_model.model.rotary_emb(h, pos)
         attention = None
+        seconds = 0.0
         for i, layer in enumerate(self.layers):
             h_in = h
             h = layer(h, attention_mask=None, position_embeddings=(cos, sin), past_key_values=cache, use_cache=True)
             if action_layer == i:
+                t0 = time.perf_counter()
                 # This step's query against the layer's cached keys (which now include itself).
                 keys = cache.keys[i]
                 probs = attention_rows(layer.self_attn, layer.input_layernorm(h_in), cos, sin, keys, None)  # (B,1,S)
                 decoded = keys.shape[-2] - layer_kept[i].shape[1]
                 kept = torch.cat([layer_kept[i], torch.full_like(layer_kept[i][:, :1], -1).expand(-1, decoded)], 1)
                 attention = self._to_visual(probs, kept, layout)
+                seconds += time.perf_counter() - t0
         logits = self.language_model.lm_head(self.language_model.model.norm(h))[:, -1]
-        return logits, attention
+        return logits, attention, seconds
 
     # ---- prediction -----------------------------------------------------------------------------
     def predict(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, proprio: torch.Tensor | None = None,
@@ -406,13 +412,15 @@ class VLAModel(nn.Module):
         t0 = time.perf_counter()
         tokens = [logits.argmax(-1)]
         attention_sum, queries = res.action_attention, res.action_queries
+        score_seconds = res.score_seconds
         if use_cache:
             full = torch.arange(layout.length, device=device).expand(embeds.shape[0], -1)
             k = prune.layer if prune is not None else len(self.layers)
             layer_kept = [full if i < k else res.kept for i in range(len(self.layers))]
             for step in range(1, cfg.action_dim):
-                logits, att = self.decode_step(tokens[-1].unsqueeze(1), layout.length + step - 1, cache, layer_kept,
-                                               layout, action_layer)
+                logits, att, seconds = self.decode_step(tokens[-1].unsqueeze(1), layout.length + step - 1, cache,
+                                                        layer_kept, layout, action_layer)
+                score_seconds += seconds
                 tokens.append(logits.argmax(-1))
                 if att is not None:
                     attention_sum, queries = attention_sum + att, queries + 1
@@ -426,7 +434,7 @@ class VLAModel(nn.Module):
                 tokens.append(self.language_model.lm_head(out.hidden[:, -1]).argmax(-1))
         _sync(device)
         timings["decode"] = time.perf_counter() - t0
-        timings["select"] = res.score_seconds
+        timings["select"] = score_seconds
         token_ids = torch.stack(tokens, dim=1)  # (B, A)
         tokenizer = ActionTokenizer(cfg.action_base, cfg.n_action_bins)
         actions = torch.from_numpy(tokenizer.decode(token_ids.cpu().numpy())).float().unsqueeze(1)  # (B, 1, A)
