@@ -144,3 +144,15 @@ def test_random_is_seeded_per_episode():
     policy.reset()
     run2 = [policy.step(Observation([f], "pick up the red cube")).actions for f in frames(3)]
     assert all(np.array_equal(x, y) for x, y in zip(run1, run2, strict=True))
+
+
+def test_hybrid_deadline_lowers_the_keep_ratio_online():
+    model, tok = tiny("chunk")
+    pruner = build_pruner("hybrid", keep_ratio=0.5, layer=2, deadline_ms=1e-3, min_keep_ratio=0.1)
+    policy = VLAPolicy(model, tok, pruner)
+    stats = [policy.step(Observation([f], "pick up the red cube")).stats for f in frames(6)]
+    assert [s.keep_ratio for s in stats[:3]] == [1.0, 1.0, 1.0]  # warm-up
+    assert stats[3].keep_ratio == 0.1 and stats[3].tokens_kept == [budget(0.1, 64)]  # an unmeetable deadline
+    assert len(policy.state.latency) == 6
+    relaxed = VLAPolicy(model, tok, build_pruner("hybrid", keep_ratio=0.5, layer=2, deadline_ms=1e6))
+    assert [relaxed.step(Observation([f], "go")).stats.keep_ratio for f in frames(5)][3:] == [0.5, 0.5]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .policy import ActionChunk, NonFiniteActionError, Observation, VLAPolicy
-from .safety import SafetyFilter, UnsafeActionError, integrate_deltas
+from .safety import SafetyFilter, UnsafeActionError, integrate_deltas, quat_to_matrix
 
 EPS = 1e-6
 
@@ -300,9 +300,8 @@ def _blend(old: Plan, new: Plan, weight_old: float) -> None:
 
 def _pose_proprio(pose: Pose, dim: int, last: StepCommand | None) -> np.ndarray:
     """Proprio from the measured pose: position, orientation as rpy, gripper command (padded/cut to dim)."""
-    from .safety import quat_to_matrix
-
     m = quat_to_matrix(pose.orientation)
-    rpy = np.array([math.atan2(m[2, 1], m[2, 2]), -math.asin(max(-1.0, min(1.0, m[2, 0]))), math.atan2(m[1, 0], m[0, 0])])
+    pitch = -math.asin(max(-1.0, min(1.0, m[2, 0])))
+    rpy = np.array([math.atan2(m[2, 1], m[2, 2]), pitch, math.atan2(m[1, 0], m[0, 0])])
     values = np.concatenate([pose.position, rpy, [last.gripper if last is not None else 0.0]])
     return np.resize(values, dim) if len(values) < dim else values[:dim]
