@@ -1,0 +1,120 @@
+"""The ROS-free control core: latest frame only, time-indexed chunks, skipping, holding, resets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import frames, tiny
+
+from vla_pruner_ros.control import ControlConfig, ControlCore
+from vla_pruner_ros.policy import PolicyConfig, VLAPolicy
+from vla_pruner_ros.pruning import build_pruner
+from vla_pruner_ros.safety import SafetyConfig, SafetyFilter
+
+
+def _core(method="none", replan=0, blend=0.0, **safety):
+    model, tok = tiny("chunk")
+    policy = VLAPolicy(model, tok, build_pruner(method, **({} if method == "none" else {"keep_ratio": 0.5})),
+                       PolicyConfig(dt=0.2))
+    return ControlCore(policy, ControlConfig(rate_hz=5.0, replan_steps=replan, blend=blend),
+                       SafetyFilter(SafetyConfig(**safety)))
+
+
+def test_nothing_without_instruction_or_fresh_image():
+    core = _core()
+    f = frames(1)[0]
+    assert core.blocked(0.0) == "no instruction"
+    core.set_instruction("pick up the red cube")
+    assert core.blocked(0.0) == "no image yet" and core.plan_request(0.0) is None
+    core.set_image(0, f, 10.0)
+    assert core.blocked(10.1) is None and core.blocked(11.0).startswith("image is 1.00 s old")
+
+
+def test_latest_frame_only_and_dropped_frames_counted():
+    core = _core()
+    core.set_instruction("pick up the red cube")
+    for i, f in enumerate(frames(4)):
+        core.set_image(0, f, 1.0 + 0.01 * i)
+    request = core.plan_request(1.05)
+    assert request.observation.stamp == pytest.approx(1.03) and np.array_equal(request.observation.images[0],
+                                                                                 frames(4)[3])
+    assert core.counters.frames_dropped[0] == 3 and core.counters.frames_received[0] == 4
+
+
+def test_time_indexed_execution_skips_past_steps_and_replans_after_the_chunk():
+    core = _core()
+    core.set_instruction("pick up the red cube")
+    core.set_image(0, frames(1)[0], 0.0)
+    plan = core.compute_plan(core.plan_request(0.05))
+    assert core.install(plan, 0.45) == 2  # steps 0 and 1 (due at 0.0 and 0.2) are past at 0.45
+    assert core.command(0.45).index == 2 and core.command(0.5).hold  # step 2 once, then hold until step 3
+    core.set_image(0, frames(2)[1], 0.5)
+    cmd = core.command(0.61)
+    assert cmd.index == 3 and not cmd.hold and np.array_equal(cmd.delta, plan.deltas[3])
+    assert not core.replan_due()
+    for t in (0.8, 1.0, 1.2, 1.4):
+        core.set_image(0, frames(1)[0], t)
+        assert core.command(t).index == round(t / 0.2)
+    assert core.replan_due() and core.counters.steps_executed == 6 and core.counters.steps_skipped == 2
+
+
+def test_replan_steps_and_stale_hold_and_reset():
+    core = _core(replan=2)
+    core.set_instruction("pick up the red cube")
+    core.set_image(0, frames(1)[0], 0.0)
+    assert core.run_plan(0.0) is not None
+    core.command(0.0)
+    assert not core.replan_due()
+    core.command(0.2)
+    assert core.replan_due()
+    last = core.command(5.0)  # the image is 5 s old: hold the last command, no new step
+    assert last.hold and last.index == 1
+    core.reset()
+    assert core.plan is None and core.policy.state.tick == 0
+
+
+def test_instruction_change_starts_an_episode():
+    core = _core("vla_pruner")
+    core.set_instruction("pick up the red cube")
+    for t in range(4):
+        core.set_image(0, frames(1)[0], float(t))
+        core.run_plan(float(t))
+        core.command(float(t))
+    assert core.policy.state.tick >= 1
+    assert core.set_instruction("push the blue block") and core.policy.state.tick == 0
+    assert not core.set_instruction("push the blue block")
+
+
+def test_blend_mixes_overlapping_steps():
+    core = _core(blend=0.5, max_translation_step=10.0, max_rotation_step=10.0)
+    core.set_instruction("pick up the red cube")
+    core.set_image(0, frames(1)[0], 0.0)
+    first = core.run_plan(0.0)
+    old = first.deltas.copy()
+    core.set_image(0, frames(2)[1], 0.2)
+    assert core.plan_request(0.2) is None  # not due yet: plan explicitly
+    plan = core.compute_plan(_request(core))
+    raw = plan.deltas.copy()
+    core.install(plan, 0.2)
+    assert np.allclose(plan.deltas[0], 0.5 * old[1] + 0.5 * raw[0])
+    assert np.allclose(plan.deltas[-1], raw[-1])  # nothing of the old chunk overlaps the last step
+
+
+def _request(core):
+    from vla_pruner_ros.control import PlanRequest
+    from vla_pruner_ros.policy import Observation
+
+    frame, stamp = core._frames[0]
+    return PlanRequest(Observation([frame], core.instruction, None, stamp), None)
+
+
+def test_pose_feedback_gives_absolute_targets_within_the_workspace():
+    core = _core(workspace_min=(-0.2, -0.2, 0.0), workspace_max=(0.2, 0.2, 0.3))
+    core.set_instruction("pick up the red cube")
+    core.set_image(0, frames(1)[0], 0.0)
+    core.set_pose(np.array([0.19, 0.0, 0.1]), np.array([0, 0, 0, 2.0]), 0.0)
+    plan = core.run_plan(0.0)
+    assert plan.positions.shape == (8, 3) and np.all(plan.positions[:, 0] <= 0.2)
+    assert np.allclose(np.linalg.norm(plan.orientations, axis=1), 1.0)
+    with pytest.raises(ValueError, match="not finite"):
+        core.set_pose(np.array([np.nan, 0, 0]), np.array([0, 0, 0, 1.0]), 0.0)
