@@ -48,6 +48,7 @@ setup(
     entry_points={
         "console_scripts": [
             "vla-pruner = vla_pruner_ros.cli:main",
+            "vla_node = vla_pruner_ros.ros.node:main",
         ],
     },
 )

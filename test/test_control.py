@@ -51,11 +51,11 @@ def test_time_indexed_execution_skips_past_steps_and_replans_after_the_chunk():
     core.set_image(0, frames(2)[1], 0.5)
     cmd = core.command(0.61)
     assert cmd.index == 3 and not cmd.hold and np.array_equal(cmd.delta, plan.deltas[3])
-    assert not core.replan_due()
+    assert not core.replan_due(0.61)
     for t in (0.8, 1.0, 1.2, 1.4):
         core.set_image(0, frames(1)[0], t)
         assert core.command(t).index == round(t / 0.2)
-    assert core.replan_due() and core.counters.steps_executed == 6 and core.counters.steps_skipped == 2
+    assert core.replan_due(1.4) and core.counters.steps_executed == 6 and core.counters.steps_skipped == 2
 
 
 def test_replan_steps_and_stale_hold_and_reset():
@@ -64,11 +64,12 @@ def test_replan_steps_and_stale_hold_and_reset():
     core.set_image(0, frames(1)[0], 0.0)
     assert core.run_plan(0.0) is not None
     core.command(0.0)
-    assert not core.replan_due()
+    assert not core.replan_due(0.0)
     core.command(0.2)
-    assert core.replan_due()
+    assert core.replan_due(0.2)
     last = core.command(5.0)  # the image is 5 s old: hold the last command, no new step
     assert last.hold and last.index == 1
+    assert core.replan_due(5.0)  # the plan's time is over: a fresh image gets a fresh plan
     core.reset()
     assert core.plan is None and core.policy.state.tick == 0
 

@@ -201,18 +201,20 @@ class ControlCore:
         return None
 
     # ---- planning ---------------------------------------------------------------------------------
-    def replan_due(self) -> bool:
+    def replan_due(self, now: float) -> bool:
+        """No plan, ``replan_steps`` of it executed, or its last step's time is over (e.g. after a stall)."""
         plan = self._plan
         if plan is None:
             return True
         steps = len(plan.deltas)
         every = self.control.replan_steps or steps
-        return self._executed_since_plan >= every or plan.next_step >= steps
+        return (self._executed_since_plan >= every or plan.next_step >= steps
+                or now >= plan.time_of(steps) - EPS)
 
     def plan_request(self, now: float) -> PlanRequest | None:
         """The inputs of the next plan if one is due and allowed; marks the frames as used."""
         with self._lock:
-            if self.blocked(now) is not None or not self.replan_due():
+            if self.blocked(now) is not None or not self.replan_due(now):
                 return None
             frames = [f[0] for f in self._frames]
             stamp = min(f[1] for f in self._frames)

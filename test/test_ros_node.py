@@ -1,0 +1,259 @@
+"""vla_node with the real rclpy (Jazzy wheels), Fast DDS on loopback."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="the ROS 2 wheels (the 'ros' extra) are not installed")
+
+from conftest import frames  # noqa: E402
+from ros_harness import Harness, compressed_msg, image_msg, wait_for  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
+
+from vla_pruner_ros.policy import Observation  # noqa: E402
+from vla_pruner_ros.safety import SafetyFilter  # noqa: E402
+from vla_pruner_ros.settings import build_policy, settings_from_flat  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ros_context():
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture
+def harness_factory():
+    made = []
+
+    def make(params=None, **kwargs):
+        h = Harness(params or {}, **kwargs)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+
+
+FAST = {"control.rate_hz": 10.0, "control.replan_steps": 2}
+
+
+def _actions(msg) -> np.ndarray:
+    return np.array([p.positions for p in msg.points])
+
+
+def _reference(frame: np.ndarray, params: dict) -> np.ndarray:
+    """The same frame through policy.step and the safety limits directly (no ROS)."""
+    settings = settings_from_flat({"model.path": "tiny", **params})
+    policy = build_policy(settings)
+    chunk = policy.step(Observation([frame], "pick up the red cube", stamp=0.0))
+    return SafetyFilter(settings.safety).clamp_deltas(chunk.actions)
+
+
+@pytest.mark.parametrize("encoding,pad", [("rgb8", 0), ("rgb8", 5), ("bgr8", 3), ("rgba8", 0), ("bgra8", 2),
+                                          ("mono8", 1), ("jpeg", 0), ("png", 0)])
+def test_frames_in_every_encoding_give_the_policys_actions(harness_factory, encoding, pad):
+    frame = frames(1, size=56, seed=5)[0]
+    compressed = encoding in ("jpeg", "png")
+    h = harness_factory(FAST, compressed=compressed)
+    if encoding == "mono8":
+        import cv2
+
+        frame = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    stamps = []
+
+    def make(_n):
+        stamp = h.now()
+        stamps.append(stamp)
+        return compressed_msg(frame, encoding, stamp) if compressed else image_msg(frame, encoding, pad, stamp)
+
+    h.publish_frames(make, 1.5, 20)
+    assert wait_for(lambda: len(h.chunks) >= 2), "no action chunks"
+    msg = h.chunks[0]
+    assert msg.joint_names == ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]
+    assert len(msg.points) == 8 and all(len(p.positions) == 7 for p in msg.points)
+    assert [p.time_from_start.nanosec for p in msg.points[:3]] == [0, 100_000_000, 200_000_000]
+    assert msg.header.frame_id == "base_link"
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) in {(s.sec, s.nanosec) for s in stamps}
+    decoded = frame
+    if encoding == "jpeg":
+        import cv2
+
+        decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(compressed_msg(frame).data, np.uint8), 1),
+                               cv2.COLOR_BGR2RGB)
+    assert np.allclose(_actions(msg), _reference(decoded, FAST), atol=1e-6)
+
+
+def test_chunk_rate_follows_replanning(harness_factory):
+    h = harness_factory({"control.rate_hz": 10.0, "control.replan_steps": 4})
+    frame = frames(1)[0]
+    h.publish_frames(lambda n: image_msg(frame, stamp=h.now()), 3.0, 30)
+    stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in h.chunks]
+    assert len(stamps) >= 4
+    gaps = np.diff(stamps)
+    assert 0.3 <= float(np.median(gaps)) <= 0.55  # a chunk every 4 steps of 0.1 s
+
+
+def test_latched_instruction_from_before_the_node_started(harness_factory):
+    h = harness_factory(FAST, instruction="push the blue block", start_node=False)
+    time.sleep(0.5)
+    node = h.start_node()
+    assert wait_for(lambda: node.core.instruction == "push the blue block")
+    frame = frames(1)[0]
+    h.publish_frames(lambda n: image_msg(frame, stamp=h.now()), 1.0, 20)
+    assert wait_for(lambda: len(h.chunks) >= 1)
+
+
+def test_reset_clears_the_temporal_state(harness_factory):
+    h = harness_factory({**FAST, "pruning.method": "vla_pruner", "pruning.keep_ratio": 0.5, "pruning.layer": 2,
+                         "diagnostics_period_s": 0.2})
+    video = frames(30)
+    h.publish_frames(lambda n: image_msg(video[n % 30], stamp=h.now()), 2.0, 20)
+    diag = h.latest_diag()
+    assert int(diag["tick"]) >= 3 and int(diag["window_fill"]) == 3 and diag["episode"] == "1"
+    result = h.call(h.reset_client, Trigger.Request())
+    assert result.success and "episode 2" in result.message
+    diag = h.latest_diag()
+    assert diag["episode"] == "2" and int(diag["tick"]) <= 1 and int(diag["window_fill"]) <= 1
+    h.instruction_pub.publish(String(data="push the blue block"))
+    assert wait_for(lambda: h.node.core.episode == 3)
+
+
+def test_stale_camera_stops_output_and_resumes(harness_factory):
+    h = harness_factory({**FAST, "safety.image_timeout_s": 0.3})
+    frame = frames(1)[0]
+    h.publish_frames(lambda n: image_msg(frame, stamp=h.now()), 1.0, 20)
+    assert wait_for(lambda: len(h.chunks) >= 2)
+    time.sleep(0.6)
+    n = len(h.chunks)
+    time.sleep(1.0)
+    assert len(h.chunks) == n, "chunks were planned from a stale image"
+    assert "image is" in h.node.core.blocked(h.node._now())
+    h.publish_frames(lambda n: image_msg(frame, stamp=h.now()), 1.0, 20)
+    assert wait_for(lambda: len(h.chunks) > n)
+
+
+def test_dry_run_then_enable_then_disarm_holds(harness_factory):
+    params = {**FAST, "pose_feedback": True, "safety.workspace_min": [-2.0, -2.0, -2.0],
+              "safety.workspace_max": [2.0, 2.0, 2.0]}
+    h = harness_factory(params)
+    frame = frames(1)[0]
+
+    def make(n):
+        from geometry_msgs.msg import PoseStamped
+
+        pose = PoseStamped()
+        pose.header.stamp = h.now()
+        pose.pose.position.z = 0.3
+        pose.pose.orientation.w = 1.0
+        h.pose_pub.publish(pose)
+        return image_msg(frame, stamp=h.now())
+
+    h.publish_frames(make, 1.2, 20)
+    assert len(h.chunks) >= 1 and h.targets == [] and h.grippers == [], "dry run published controller outputs"
+    assert h.call(h.enable_client, SetBool.Request(data=True)).success
+    h.publish_frames(make, 1.2, 20)
+    assert wait_for(lambda: len(h.targets) >= 3 and len(h.grippers) >= 3)
+    assert all(abs(t.pose.position.z - 0.3) < 1.0 for t in h.targets)
+    assert h.call(h.enable_client, SetBool.Request(data=False)).success
+    time.sleep(0.3)
+    n = len(h.targets)
+    last = h.targets[-1].pose.position
+    h.publish_frames(make, 0.8, 20)
+    held = h.targets[n:]
+    assert held and all((t.pose.position.x, t.pose.position.y, t.pose.position.z) == (last.x, last.y, last.z)
+                        for t in held)
+
+
+def test_limits_clamp_out_of_range_actions(harness_factory):
+    h = harness_factory({**FAST, "safety.max_translation_step": 0.001, "safety.max_rotation_step": 0.002,
+                         "diagnostics_period_s": 0.2})
+    frame = frames(1)[0]
+    h.publish_frames(lambda n: image_msg(frame, stamp=h.now()), 1.0, 20)
+    assert wait_for(lambda: len(h.chunks) >= 1)
+    a = _actions(h.chunks[0])
+    assert np.all(np.linalg.norm(a[:, :3], axis=1) <= 0.001 + 1e-9) and np.all(np.abs(a[:, 3:6]) <= 0.002 + 1e-9)
+    assert np.all((a[:, 6] >= 0) & (a[:, 6] <= 1))
+    assert int(h.latest_diag()["limits_hit"]) > 0
+
+
+def test_bad_input_is_counted_and_dropped(harness_factory):
+    h = harness_factory({**FAST, "diagnostics_period_s": 0.2})
+    frame = frames(1)[0]
+    good = image_msg(frame)
+    bad = [image_msg(frame), image_msg(frame), image_msg(frame), image_msg(frame)]
+    bad[0].encoding = "yuv422"
+    bad[1].data = bad[1].data[:-10]
+    bad[2].height, bad[2].width, bad[2].step, bad[2].data = 0, 0, 0, b""
+    bad[3].step = 10  # smaller than width x 3
+    for m in bad:
+        m.header.stamp = h.now()
+        h.image_pub.publish(m)
+        time.sleep(0.05)
+    h.instruction_pub.publish(String(data="   "))
+    time.sleep(0.3)
+    h.instruction_pub.publish(String(data="pick up the red cube"))
+    h.publish_frames(lambda n: (setattr(good.header, "stamp", h.now()), good)[1], 1.0, 20)
+    assert wait_for(lambda: len(h.chunks) >= 1), "the node stopped answering good frames"
+    diag = h.latest_diag()
+    assert int(diag["bad_messages"]) >= 5
+    assert {"bad_encoding", "bad_size", "bad_empty", "bad_step", "bad_instruction"} <= set(diag)
+
+
+def test_truncated_jpeg_is_dropped(harness_factory):
+    h = harness_factory(FAST, compressed=True)
+    frame = frames(1)[0]
+    broken = compressed_msg(frame)
+    broken.data = broken.data[: len(broken.data) // 3]
+    for _ in range(3):
+        broken.header.stamp = h.now()
+        h.image_pub.publish(broken)
+        time.sleep(0.05)
+    h.publish_frames(lambda n: compressed_msg(frame, stamp=h.now()), 1.0, 20)
+    assert wait_for(lambda: len(h.chunks) >= 1)
+    assert h.node.core.counters.bad_messages["decode"] >= 1
+
+
+def test_fast_camera_keeps_one_pending_frame_and_counts_drops(harness_factory):
+    """A 60 Hz camera in another process while inference (the small model) is slower than a frame period."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    h = harness_factory({"model.path": "small", "control.rate_hz": 10.0, "control.replan_steps": 1})
+    camera = Path(__file__).with_name("camera_publisher.py")
+    out = subprocess.run([sys.executable, str(camera), h.ns, "60", "3.0", "64"], capture_output=True, text=True,
+                         timeout=60)
+    sent = int(out.stdout.strip().splitlines()[-1])
+    time.sleep(0.5)
+    c = h.node.core.counters
+    received, dropped, chunks = sum(c.frames_received.values()), sum(c.frames_dropped.values()), c.chunks
+    assert sent >= 150 and received > 60
+    assert dropped > received / 2 and chunks >= 3
+    # Every received frame was used by exactly one plan or overwritten (dropped) in the one-frame slot.
+    assert received - dropped - (chunks + c.plan_errors) in (0, 1)
+    assert len(h.node.core._frames) == 1
+    assert int(h.latest_diag()["frames_dropped"]) == dropped
+
+
+def test_invalid_parameters_stop_start_up():
+    from vla_pruner_ros.ros.node import main
+
+    for args, match in [
+        (["-p", "pruning.method:=fastvv"], "pruning.method='fastvv' is unknown"),
+        (["-p", "pruning.keep_ratio:=1.5"], "pruning.keep_ratio=1.5 must be in (0, 1]"),
+        (["-p", "model.path:=/nonexistent/model"], "neither a checkpoint directory nor a preset"),
+    ]:
+        import subprocess
+        import sys
+
+        out = subprocess.run([sys.executable, "-m", "vla_pruner_ros.ros.node", "--ros-args", *args],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2, out.stderr
+        assert match in out.stderr and "Traceback" not in out.stderr
+    del main
