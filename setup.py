@@ -29,6 +29,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"lib/{PACKAGE}", ["scripts/ros/vla_node"]),  # `ros2 run` for pip installs
     ],
     install_requires=[
         "numpy>=1.26",

@@ -1,0 +1,88 @@
+"""Launch files and parameter files: everything they name exists and is declared by the node."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vla_pruner_ros.ros.launch_common import ARGUMENTS, EXECUTABLE, PACKAGE, ROBOTS, parameter_overrides
+from vla_pruner_ros.settings import flat_defaults, load_param_file, settings_from_flat
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_TOPICS = {"image", "wrist_image", "instruction", "ee_pose", "~/action_chunk", "~/ee_trajectory", "~/ee_target",
+               "~/gripper"}
+
+
+def test_package_executable_and_files_exist():
+    assert re.search(rf"<name>{PACKAGE}</name>", (ROOT / "package.xml").read_text())
+    setup = (ROOT / "setup.py").read_text()
+    assert f'"{EXECUTABLE} = vla_pruner_ros.ros.node:main"' in setup
+    assert (ROOT / "scripts" / "ros" / EXECUTABLE).exists()
+    for robot in ROBOTS:
+        launch = ROOT / "launch" / f"{robot}.launch.py"
+        tree = ast.parse(launch.read_text())
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "generate"]
+        assert [c.args[0].value for c in calls] == [robot]
+
+
+@pytest.mark.parametrize("robot", sorted(ROBOTS))
+def test_parameter_files_only_use_declared_parameters(robot):
+    spec = ROBOTS[robot]
+    path = ROOT / "config" / spec.params_file
+    values = load_param_file(path)
+    declared = flat_defaults()
+    assert set(values) <= set(declared), sorted(set(values) - set(declared))
+    settings = settings_from_flat(values)  # every value valid
+    assert settings.dry_run is True
+    launched = {**values, **parameter_overrides("", "", "", "true")}
+    assert settings_from_flat(launched).model.path == "small"  # the embedded model, no download
+    assert set(parameter_overrides("/x", "fastv", "0.5", "false")) <= set(declared)
+    assert set(spec.remappings) <= NODE_TOPICS
+
+
+def test_widowx_follows_bridge_conventions():
+    s = settings_from_flat(load_param_file(ROOT / "config" / "widowx.yaml"))
+    assert (s.safety.max_translation_step, s.safety.max_rotation_step, s.control.rate_hz) == (0.05, 0.25, 5.0)
+    assert (s.safety.gripper_min, s.safety.gripper_max, s.model.unnorm_key) == (0.0, 1.0, "bridge_orig")
+    f = settings_from_flat(load_param_file(ROOT / "config" / "franka.yaml"))
+    assert f.control.action_frame == "fr3_link0" and f.pose_feedback and f.control.rate_hz == 15.0
+
+
+def test_launch_arguments_are_the_documented_ones():
+    assert set(ARGUMENTS) == {"params_file", "model_path", "method", "keep_ratio", "dry_run", "namespace",
+                              "image_topic", "instruction_topic"}
+
+
+def test_pip_install_puts_the_package_where_ros_finds_it(tmp_path, monkeypatch):
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                          "--prefix", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "share/ament_index/resource_index/packages" / PACKAGE).exists()
+    for f in ("package.xml", "launch/franka.launch.py", "launch/widowx.launch.py", "config/franka.yaml",
+              "config/widowx.yaml", "config/pruning.yaml"):
+        assert (tmp_path / "share" / PACKAGE / f).exists(), f
+    wrapper = tmp_path / "lib" / PACKAGE / EXECUTABLE
+    assert wrapper.exists() and os.access(wrapper, os.X_OK)
+    from ament_index_python.packages import get_package_share_directory
+
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"{tmp_path}:{os.environ.get('AMENT_PREFIX_PATH', '')}")
+    assert get_package_share_directory(PACKAGE) == str(tmp_path / "share" / PACKAGE)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None,
+                    reason="launch_ros is not installed (not on PyPI; it comes with a system ROS 2)")
+@pytest.mark.parametrize("robot", sorted(ROBOTS))
+def test_launch_description_builds(robot):
+    from launch import LaunchDescription
+
+    spec = importlib.util.spec_from_file_location(robot, ROOT / "launch" / f"{robot}.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert isinstance(module.generate_launch_description(), LaunchDescription)

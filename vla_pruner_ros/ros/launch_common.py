@@ -1,0 +1,95 @@
+"""The launch description both robot launch files share (``launch`` is imported only when used).
+
+Launch arguments: ``params_file``, ``model_path``, ``method``, ``keep_ratio``, ``dry_run``,
+``namespace``, ``image_topic``, ``instruction_topic``. Empty ``model_path``/``method``/``keep_ratio``
+keep the parameter file's values. With no ``model_path`` the node runs the embedded default model,
+whose only statistics key is used (a robot file's ``unnorm_key`` belongs to a real checkpoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..settings import DEFAULT_MODEL
+
+PACKAGE = "vla_pruner_ros"
+EXECUTABLE = "vla_node"
+
+
+@dataclass(frozen=True)
+class RobotLaunch:
+    params_file: str  # under share/vla_pruner_ros/config/
+    image_topic: str
+    instruction_topic: str = "/vla/instruction"
+    remappings: dict[str, str] = field(default_factory=dict)  # node topic -> robot topic
+
+
+ROBOTS = {
+    "franka": RobotLaunch(
+        params_file="franka.yaml",
+        image_topic="/camera/camera/color/image_raw",  # realsense2_camera's default namespace
+        remappings={
+            "ee_pose": "/franka_robot_state_broadcaster/current_pose",
+            "~/ee_target": "/cartesian_impedance_controller/equilibrium_pose",
+            "~/gripper": "/vla/gripper_command",
+        }),
+    "widowx": RobotLaunch(params_file="widowx.yaml", image_topic="/camera/color/image_raw"),
+}
+
+ARGUMENTS = {
+    "params_file": "ROS 2 parameter file of the node",
+    "model_path": "checkpoint directory or preset; empty = the parameter file's (the embedded model)",
+    "method": "pruning method; empty = the parameter file's",
+    "keep_ratio": "visual tokens kept per camera, in (0, 1]; empty = the parameter file's",
+    "dry_run": "true: start disarmed (call ~/enable to arm)",
+    "namespace": "namespace of the node",
+    "image_topic": "camera topic (sensor_msgs/Image)",
+    "instruction_topic": "instruction topic (std_msgs/String, latched)",
+}
+
+
+def parameter_overrides(model_path: str, method: str, keep_ratio: str, dry_run: str) -> dict:
+    """Node parameters the launch arguments set on top of the parameter file."""
+    overrides: dict = {"dry_run": dry_run.strip().lower() in ("true", "1", "yes", "on")}
+    if model_path:
+        overrides["model.path"] = model_path
+    else:
+        overrides["model.path"] = DEFAULT_MODEL
+        overrides["model.unnorm_key"] = ""
+    if method:
+        overrides["pruning.method"] = method
+    if keep_ratio:
+        overrides["pruning.keep_ratio"] = float(keep_ratio)
+    return overrides
+
+
+def generate(robot: str):
+    """A LaunchDescription for one robot (needs ROS 2's launch and launch_ros)."""
+    import os
+
+    from ament_index_python.packages import get_package_share_directory
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    from launch import LaunchDescription
+
+    spec = ROBOTS[robot]
+    share = get_package_share_directory(PACKAGE)
+    defaults = {"params_file": os.path.join(share, "config", spec.params_file), "model_path": "", "method": "",
+                "keep_ratio": "", "dry_run": "true", "namespace": "", "image_topic": spec.image_topic,
+                "instruction_topic": spec.instruction_topic}
+
+    def node(context):
+        get = {k: LaunchConfiguration(k).perform(context) for k in ARGUMENTS}
+        remaps = {"image": get["image_topic"], "instruction": get["instruction_topic"], **spec.remappings}
+        return [Node(package=PACKAGE, executable=EXECUTABLE, name="vla_node", namespace=get["namespace"],
+                     output="screen", parameters=[get["params_file"], parameter_overrides(
+                         get["model_path"], get["method"], get["keep_ratio"], get["dry_run"])],
+                     remappings=list(remaps.items()))]
+
+    return LaunchDescription([
+        *(DeclareLaunchArgument(name, default_value=defaults[name], description=doc)
+          for name, doc in ARGUMENTS.items()),
+        OpaqueFunction(function=node),
+    ])
