@@ -61,8 +61,10 @@ def test_launch_arguments_are_the_documented_ones():
 
 
 def test_pip_install_puts_the_package_where_ros_finds_it(tmp_path, monkeypatch):
-    out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                          "--prefix", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    # --ignore-installed: never touch the installation this test runs from
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--ignore-installed", "--no-deps",
+                          "--no-build-isolation", "--prefix", str(tmp_path), str(ROOT)],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "share/ament_index/resource_index/packages" / PACKAGE).exists()
     for f in ("package.xml", "launch/franka.launch.py", "launch/widowx.launch.py", "config/franka.yaml",

@@ -223,12 +223,10 @@ def test_fast_camera_keeps_one_pending_frame_and_counts_drops(harness_factory):
     """A 60 Hz camera in another process while inference (the small model) is slower than a frame period."""
     import subprocess
     import sys
-    from pathlib import Path
 
     h = harness_factory({"model.path": "small", "control.rate_hz": 10.0, "control.replan_steps": 1})
-    camera = Path(__file__).with_name("camera_publisher.py")
-    out = subprocess.run([sys.executable, str(camera), h.ns, "60", "3.0", "64"], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run([sys.executable, "-m", "vla_pruner_ros.bench.node_bench", "camera", h.ns, "60", "3.0", "64"],
+                         capture_output=True, text=True, timeout=60)
     sent = int(out.stdout.strip().splitlines()[-1])
     time.sleep(0.5)
     c = h.node.core.counters

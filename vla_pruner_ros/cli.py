@@ -106,6 +106,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_node(args: argparse.Namespace) -> int:
+    try:
+        from .bench.node_bench import format_report, run_node_bench, write_json
+    except ImportError as err:
+        raise ValueError(f"bench-node needs rclpy (the 'ros' extra, or a sourced ROS 2 Jazzy): {err}") from None
+
+    def show(done: float, total: float) -> None:
+        sys.stderr.write(f"\rbench-node {done:6.0f}/{total:.0f} s")
+        sys.stderr.flush()
+
+    report = run_node_bench(args.model, args.seconds, args.camera_hz, args.rate_hz, args.method, args.keep,
+                            args.replan_steps, args.frame_size, progress=None if args.quiet else show)
+    if not args.quiet:
+        sys.stderr.write("\n")
+    print(format_report(report))
+    if args.json:
+        write_json(args.json, report)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -168,6 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="PATH", help="also write the records as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-node", help="the live node with a camera in another process: rate, latency, memory")
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--camera-hz", type=float, default=30.0)
+    p.add_argument("--rate-hz", type=float, default=10.0, help="control.rate_hz of the node")
+    p.add_argument("--replan-steps", type=int, default=1)
+    p.add_argument("--method", default="vla_pruner")
+    p.add_argument("--keep", type=float, default=0.25)
+    p.add_argument("--frame-size", type=int, default=96, help="camera frames are square, this many pixels")
+    p.add_argument("--json", default=None, metavar="PATH")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_bench_node)
 
     p = sub.add_parser("demo", help="run the policy on generated frames with every pruning method")
     p.add_argument("--model", default=DEFAULT_MODEL, help="preset or checkpoint dir")

@@ -74,6 +74,10 @@ class VLANode(Node):
         self._tick_ms: deque = deque(maxlen=200)
         self._age_ms: deque = deque(maxlen=200)
         self._last_stats = None
+        self._ticks = 0
+        self._missed_ticks = 0
+        self._last_tick: float | None = None
+        self._tick_times: deque = deque(maxlen=100)
         self._stamps: OrderedDict[float, object] = OrderedDict()  # float stamp -> exact header stamp
 
         camera_qos = QoSProfile(
@@ -217,6 +221,7 @@ class VLANode(Node):
     def _on_tick(self) -> None:
         self._wake.set()
         now = self._now()
+        self._count_tick(now)
         cmd = self.core.command(now)
         if self.target_pub is None:
             return
@@ -235,6 +240,19 @@ class VLANode(Node):
         self.target_pub.publish(target)
         self.gripper_pub.publish(Float64(data=cmd.gripper))
 
+    def _count_tick(self, now: float) -> None:
+        """Ticks and missed ticks (a gap of more than 1.5 periods since the previous tick)."""
+        dt = self.settings.control.dt
+        if self._last_tick is not None and now - self._last_tick > 1.5 * dt:
+            self._missed_ticks += int(round((now - self._last_tick) / dt)) - 1
+        self._last_tick = now
+        self._ticks += 1
+        self._tick_times.append(now)
+
+    def control_rate(self) -> float:
+        t = self._tick_times
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+
     # ---- diagnostics ------------------------------------------------------------------------------
     def diagnostics(self) -> dict[str, str]:
         now = self._now()
@@ -251,6 +269,8 @@ class VLANode(Node):
             "image_to_chunk_ms_p50": f"{_percentile(self._age_ms, 50):.1f}",
             "image_to_chunk_ms_p95": f"{_percentile(self._age_ms, 95):.1f}",
             "input_age_s": f"{self.core.image_age(now):.3f}",
+            "control_ticks": str(self._ticks), "missed_ticks": str(self._missed_ticks),
+            "control_rate_hz": f"{self.control_rate():.2f}",
             "limits_hit": str(sum(self.core.safety.hits.values())),
             **{f"limit_{k}": str(v) for k, v in sorted(self.core.safety.hits.items())},
             **{k: str(v) for k, v in c.as_dict().items()},
