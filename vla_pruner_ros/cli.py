@@ -106,6 +106,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_params(args: argparse.Namespace) -> int:
+    from .settings import flat_defaults, load_param_file, settings_from_flat
+
+    values = load_param_file(args.params_file) if args.params_file else {}
+    if args.params_file:
+        settings_from_flat(values)  # validates the file; errors name the parameter
+    for name, (default, description) in flat_defaults().items():
+        if args.grep and args.grep not in name:
+            continue
+        value = values.get(name, default)
+        mark = "*" if name in values else " "
+        print(f"{mark} {name} = {value!r}\n      {description}")
+    if args.params_file:
+        print(f"\n{args.params_file}: valid ({len(values)} parameters set, marked *)")
+    return 0
+
+
 def cmd_bench_node(args: argparse.Namespace) -> int:
     try:
         from .bench.node_bench import format_report, run_node_bench, write_json
@@ -189,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="PATH", help="also write the records as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("params", help="the node's parameters with defaults and descriptions; validate a YAML")
+    p.add_argument("params_file", nargs="?", default=None, help="a ROS 2 parameter file to validate and show")
+    p.add_argument("--grep", default=None, help="only parameters whose name contains this")
+    p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("bench-node", help="the live node with a camera in another process: rate, latency, memory")
     p.add_argument("--model", default="tiny")
