@@ -212,9 +212,10 @@ class ControlCore:
                 or now >= plan.time_of(steps) - EPS)
 
     def plan_request(self, now: float) -> PlanRequest | None:
-        """The inputs of the next plan if one is due and allowed; marks the frames as used."""
+        """The inputs of the next plan if one is due, allowed, and a camera has a frame no plan has used
+        yet (a plan is never computed twice from the same frames); marks the frames as used."""
         with self._lock:
-            if self.blocked(now) is not None or not self.replan_due(now):
+            if self.blocked(now) is not None or not self.replan_due(now) or not any(self._fresh):
                 return None
             frames = [f[0] for f in self._frames]
             stamp = min(f[1] for f in self._frames)

@@ -73,6 +73,7 @@ class ActionChunk:
     stamp: float
     stats: TickStats
     normalized: np.ndarray = field(repr=False, default=None)
+    kept_tokens: list[np.ndarray] | None = field(repr=False, default=None)  # per camera; None = all kept
 
 
 @dataclass(frozen=True)
@@ -205,11 +206,14 @@ class VLAPolicy:
         actions = self.normalizer.unnormalize(normalized)
         tick = self.state.tick
         per_cam = mcfg.tokens_per_camera
+        kept_tokens = None
         if pred.visual_keep is None:
             kept = [per_cam] * mcfg.num_cameras
         else:
-            cams = (pred.visual_keep[0] // per_cam).cpu()
-            kept = torch.bincount(cams, minlength=mcfg.num_cameras).tolist()
+            keep = pred.visual_keep[0].cpu().numpy()
+            kept_tokens = [keep[(keep >= c * per_cam) & (keep < (c + 1) * per_cam)] - c * per_cam
+                           for c in range(mcfg.num_cameras)]
+            kept = [len(k) for k in kept_tokens]
         seq_len = int(self._input_ids.shape[1]) + mcfg.num_visual_tokens + mcfg.num_action_queries + (
             1 if mcfg.proprio_dim else 0)
         kept_len = seq_len - mcfg.num_visual_tokens + sum(kept)
@@ -223,4 +227,4 @@ class VLAPolicy:
         stats = TickStats(self.pruner.name, tick, self.state.keep_ratio, kept, [per_cam] * mcfg.num_cameras, latency,
                           flops, flops / full, self.state.phase)
         return ActionChunk(actions, tuple(self.config.action_names), self.config.dt, float(obs.stamp), stats,
-                           normalized)
+                           normalized, kept_tokens)
