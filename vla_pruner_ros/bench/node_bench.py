@@ -72,8 +72,13 @@ def run_node_bench(model: str = "tiny", seconds: float = 60.0, camera_hz: float 
          "-p", f"control.replan_steps:={replan_steps}", "-p", f"pruning.method:={method}",
          "-p", f"pruning.keep_ratio:={float(keep_ratio)}", *layer, "--log-level", "warn"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    rclpy.init()
-    me = rclpy.create_node("bench", namespace=ns)
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()  # its own context: callers may have rclpy initialised already
+    rclpy.init(context=context)
+    me = rclpy.create_node("bench", namespace=ns, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(me)
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     me.create_publisher(String, "instruction", latched).publish(String(data="pick up the red cube"))
     latencies: list[float] = []
@@ -96,28 +101,29 @@ def run_node_bench(model: str = "tiny", seconds: float = 60.0, camera_hz: float 
     try:
         end = time.monotonic() + 60.0
         while not latencies and time.monotonic() < end and node.poll() is None:  # model load and warm-up
-            rclpy.spin_once(me, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
         if not latencies:
             raise RuntimeError(f"the node produced no chunk: {node.stderr.read() if node.poll() is not None else ''}")
         rss_start = _rss_mb(node.pid)
         n_warm = len(latencies)
         start = time.monotonic()
         while time.monotonic() - start < seconds:
-            rclpy.spin_once(me, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
             if progress:
                 progress(time.monotonic() - start, seconds)
         rss_end = _rss_mb(node.pid)
         sent = int(camera.communicate(timeout=60)[0].strip().splitlines()[-1])
         while len(diags) < 2:
-            rclpy.spin_once(me, timeout_sec=0.2)
+            executor.spin_once(timeout_sec=0.2)
         d1 = diags[-1]
     finally:
         node.terminate()
         node.wait(timeout=30)
         if camera.poll() is None:
             camera.kill()
+        executor.shutdown()
         me.destroy_node()
-        rclpy.shutdown()
+        rclpy.shutdown(context=context)
     lat = np.asarray(latencies[n_warm:])
     return {
         "model": model, "method": method, "keep_ratio": keep_ratio, "seconds": seconds, "camera_hz": camera_hz,
