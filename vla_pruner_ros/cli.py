@@ -144,6 +144,18 @@ def cmd_bench_node(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay.command import ReplayArgs, print_summary, run_replay
+
+    fields = {f for f in ReplayArgs.__dataclass_fields__}
+    report = run_replay(ReplayArgs(**{k: v for k, v in vars(args).items() if k in fields}))
+    print_summary(report)
+    for what in ("out", "report", "plots", "overlays"):
+        if getattr(args, what):
+            print(f"wrote {what}: {getattr(args, what)}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -207,6 +219,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("replay", help="run a recorded bag through the pruned policy offline; compare methods")
+    p.add_argument("bag", help="bag directory (metadata.yaml + .db3/.mcap) or a single .mcap/.db3 file")
+    p.add_argument("--params", default=None, metavar="YAML", help="the node's parameter file (config/<robot>.yaml)")
+    p.add_argument("--model", default=None, help="override model.path (checkpoint directory or preset)")
+    p.add_argument("--method", default=None, help="pruning method (default: the parameter file's)")
+    p.add_argument("--keep", type=float, default=None, help="keep ratio (default: the parameter file's)")
+    p.add_argument("--compare", type=_names, default=(), help="methods to replay side by side; none is always added")
+    p.add_argument("--image-topic", default=None)
+    p.add_argument("--instruction-topic", default=None)
+    p.add_argument("--instruction", default=None, help="task text when the bag has no instruction topic")
+    p.add_argument("--reference-topic", default=None, help="recorded actions (JointTrajectory) to score against")
+    p.add_argument("--pose-topic", default=None, help="end-effector pose (PoseStamped) for absolute targets")
+    p.add_argument("--start", type=float, default=None, help="bag seconds from the first message")
+    p.add_argument("--end", type=float, default=None, help="bag seconds from the first message")
+    p.add_argument("--episode-gap", type=float, default=1.0, help="a camera gap longer than this starts an episode")
+    p.add_argument("--out", default=None, metavar="OUT_BAG", help="output bag (mcap) with chunks and diagnostics")
+    p.add_argument("--report", default=None, metavar="JSON")
+    p.add_argument("--plots", default=None, metavar="DIR")
+    p.add_argument("--overlays", default=None, metavar="DIR_OR_MP4", help="kept-token overlays: a folder or x.mp4")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_replay)
+
     p = sub.add_parser("params", help="the node's parameters with defaults and descriptions; validate a YAML")
     p.add_argument("params_file", nargs="?", default=None, help="a ROS 2 parameter file to validate and show")
     p.add_argument("--grep", default=None, help="only parameters whose name contains this")
@@ -246,9 +280,17 @@ def main(argv: list[str] | None = None) -> int:
     from .model.errors import ModelError
     from .pruning.errors import PrunerError
 
+    errors: tuple[type[BaseException], ...] = (ModelError, PrunerError, ValueError, FileNotFoundError,
+                                               NotADirectoryError, FileExistsError)
+    if args.command == "replay":
+        from .replay.bag import BagError
+        from .replay.replayer import ReplayError
+
+        errors = (*errors, BagError, ReplayError)
+
     try:
         return args.func(args)
-    except (ModelError, PrunerError, ValueError, FileNotFoundError, NotADirectoryError) as err:
+    except errors as err:
         print(f"vla-pruner {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

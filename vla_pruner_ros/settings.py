@@ -42,6 +42,7 @@ class CameraSettings:
     wrist: bool = False
     qos_reliable: bool = False
     qos_depth: int = 1
+    size_change: str = "resize"
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ DESCRIPTIONS: dict[str, str] = {
     "camera.wrist": "also subscribe to a second (wrist) camera on 'wrist_image'",
     "camera.qos_reliable": "camera QoS reliability: false = best effort (sensor data), true = reliable",
     "camera.qos_depth": "camera QoS history depth (1..5 keeps only the newest frames)",
+    "camera.size_change": "frames changing size mid-stream: resize (with a warning) or stop (replay stops)",
     "pruning.method": f"pruning method: one of {sorted(PRUNERS)}",
     "pruning.keep_ratio": "share of each camera's visual tokens kept, in (0, 1]",
     "pruning.layer": "pruning layer K; -1 = the method's default",
@@ -203,6 +205,8 @@ def validate(settings: NodeSettings) -> None:
         raise SettingsError(f"model.head={settings.model.head!r}; expected 'tokens', 'chunk' or empty")
     if settings.model.dtype not in ("float32", "bfloat16", "float16"):
         raise SettingsError(f"model.dtype={settings.model.dtype!r}; expected float32, bfloat16 or float16")
+    if settings.camera.size_change not in ("resize", "stop"):
+        raise SettingsError(f"camera.size_change={settings.camera.size_change!r}; expected 'resize' or 'stop'")
     if not 1 <= settings.camera.qos_depth <= 100:
         raise SettingsError(f"camera.qos_depth={settings.camera.qos_depth} must be in [1, 100]")
     if settings.diagnostics_period_s <= 0:
@@ -253,17 +257,24 @@ def _flatten(prefix: str, obj: Any, out: dict[str, Any]) -> None:
         out[prefix[:-1]] = obj
 
 
-def build_policy(settings: NodeSettings) -> VLAPolicy:
-    """Load the model and wrap it with the configured pruner (local files only)."""
+def load_settings_model(settings: NodeSettings):
+    """(model, tokenizer) of ``model.*`` (local files or a preset; no download)."""
     import torch
 
-    from .model import load_model
+    from .model import PRESET_NAMES, load_model
 
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[settings.model.dtype]
-    from .model import PRESET_NAMES
-
     head = settings.model.head or ("chunk" if settings.model.path in PRESET_NAMES else None)
-    model, tokenizer = load_model(settings.model.path, head=head, device=settings.model.device, dtype=dtype)
-    config = PolicyConfig(unnorm_key=settings.model.unnorm_key or None, action_names=tuple(settings.action_names),
-                          dt=settings.control.dt)
-    return VLAPolicy(model, tokenizer, build_settings_pruner(settings), config)
+    return load_model(settings.model.path, head=head, device=settings.model.device, dtype=dtype)
+
+
+def policy_config(settings: NodeSettings) -> PolicyConfig:
+    return PolicyConfig(unnorm_key=settings.model.unnorm_key or None, action_names=tuple(settings.action_names),
+                        dt=settings.control.dt)
+
+
+def build_policy(settings: NodeSettings, model=None, tokenizer=None) -> VLAPolicy:
+    """The configured pruner around the model (loaded from ``model.*`` unless given)."""
+    if model is None:
+        model, tokenizer = load_settings_model(settings)
+    return VLAPolicy(model, tokenizer, build_settings_pruner(settings), policy_config(settings))

@@ -13,7 +13,6 @@ import json
 import platform
 import resource
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from ..model import load_model
 from ..model.modeling import SelectionInput
 from ..policy import Observation, VLAPolicy
+from ..progress import Progress
 from ..pruning import Pruner, build_pruner
 from ..pruning.base import PrunerConfig, TickContext
 from ..synthetic import moving_square_frames
@@ -191,10 +191,4 @@ def write_json(path: str | Path, records: list[BenchRecord], meta: dict) -> None
 
 
 def progress_printer(prefix: str):
-    def show(done: int, total: int, elapsed: float) -> None:
-        rate = done / elapsed if elapsed > 0 else 0.0
-        sys.stderr.write(f"\r{prefix} round {done}/{total} ({rate:.2f} rounds/s)")
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-    return show
+    return Progress(prefix, unit="rounds")

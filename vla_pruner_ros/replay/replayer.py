@@ -1,0 +1,169 @@
+"""Offline replay: recorded episodes through the pruned policy, with the node's own tick logic.
+
+Control ticks follow bag time at ``control.rate_hz`` from the first camera frame. Before each tick
+every message up to that time is fed to the same ``ControlCore`` the live node uses (newest frame,
+instruction, pose); then a chunk is planned if one is due (synchronously: offline there is no
+sleeping, inference takes what it takes) and the tick's step is executed. A new instruction starts
+a new episode, and so does a gap in the camera stream longer than ``episode_gap_s`` (the offline
+``~/reset``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..control import ControlCore
+from ..images import MessageError, compressed_to_rgb, image_to_rgb
+from ..policy import NonFiniteActionError, TickStats
+from ..safety import SafetyFilter, UnsafeActionError
+from ..settings import NodeSettings, build_policy
+from .bag import BagMessage
+
+
+class ReplayError(Exception):
+    """The bag cannot be replayed as asked (message names the reason)."""
+
+
+@dataclass
+class ChunkRecord:
+    tick: int
+    t: float  # tick time (bag s)
+    stamp: float  # source image stamp (bag s)
+    episode: int
+    actions: np.ndarray  # (T, A) after the safety limits
+    stats: TickStats
+    kept_tokens: list[np.ndarray] | None
+    frame_index: int
+    state: dict[str, Any]
+
+
+@dataclass
+class MethodRun:
+    method: str
+    chunks: list[ChunkRecord] = field(default_factory=list)
+    executed: list[tuple[float, int, np.ndarray]] = field(default_factory=list)  # (t, episode, step delta)
+    ticks: int = 0
+    episodes: int = 0
+    warnings: list[str] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+@dataclass
+class ReplayInput:
+    """What replay reads from a bag: time-ordered messages and the topics' roles."""
+
+    messages: list[BagMessage]
+    image_topic: str
+    instruction_topic: str | None
+    instruction: str | None = None  # used when the bag has no instruction topic
+    pose_topic: str | None = None
+    episode_gap_s: float = 1.0
+    size_change: str = "resize"  # resize | stop
+
+
+def decode_frame(msg: BagMessage) -> np.ndarray:
+    return compressed_to_rgb(msg.msg) if msg.msgtype.endswith("CompressedImage") else image_to_rgb(msg.msg)
+
+
+def frames_of(inp: ReplayInput) -> list[tuple[float, np.ndarray | None]]:
+    """(time, RGB frame or None if undecodable) of every camera message, in order."""
+    out = []
+    for m in inp.messages:
+        if m.topic == inp.image_topic:
+            try:
+                out.append((m.time, decode_frame(m)))
+            except MessageError:
+                out.append((m.time, None))
+    return out
+
+
+def replay_method(inp: ReplayInput, settings: NodeSettings, model, tokenizer, method: str, keep_ratio: float | None,
+                  progress=None) -> MethodRun:
+    pruning = settings.pruning
+    if method:
+        pruning = dataclasses.replace(pruning, method=method)
+    if keep_ratio is not None:
+        pruning = dataclasses.replace(pruning, keep_ratio=keep_ratio)
+    policy = build_policy(dataclasses.replace(settings, pruning=pruning), model, tokenizer)
+    if policy.model.config.num_cameras != 1:
+        raise ReplayError(f"the model expects {policy.model.config.num_cameras} cameras; replay feeds one camera topic")
+    core = ControlCore(policy, settings.control, SafetyFilter(settings.safety))
+    run = MethodRun(policy.pruner.name)
+    images = [m for m in inp.messages if m.topic == inp.image_topic]
+    if not images:
+        raise ReplayError(f"no frames on {inp.image_topic!r} in the replayed range")
+    dt = settings.control.dt
+    t0, t_end = images[0].time, images[-1].time
+    n_ticks = int(np.floor((t_end - t0) / dt + 1e-9)) + 1
+    if inp.instruction_topic is None:
+        if not inp.instruction:
+            raise ReplayError("the bag has no instruction topic; pass the task with --instruction")
+        core.set_instruction(inp.instruction)
+    i, frame_index, last_image_t, shape = 0, -1, None, None
+    start = time.perf_counter()
+    bad = 0
+    for k in range(n_ticks):
+        t = t0 + k * dt
+        while i < len(inp.messages) and inp.messages[i].time <= t + 1e-9:
+            m = inp.messages[i]
+            i += 1
+            if m.topic == inp.image_topic:
+                frame_index += 1
+                try:
+                    frame = decode_frame(m)
+                except MessageError as err:
+                    if err.reason in ("encoding", "format") and shape is None:
+                        raise ReplayError(f"{inp.image_topic}: {err}") from None  # systematic, not one bad frame
+                    bad += 1
+                    if bad <= 3:
+                        run.warnings.append(f"frame at {m.time - t0:.3f} s dropped: {err}")
+                    continue
+                if shape is not None and frame.shape != shape:
+                    if inp.size_change == "stop":
+                        raise ReplayError(f"frame size changed from {shape[1]}x{shape[0]} to "
+                                          f"{frame.shape[1]}x{frame.shape[0]} at {m.time - t0:.3f} s "
+                                          "(camera.size_change: stop)")
+                    run.warnings.append(f"frame size changed from {shape[1]}x{shape[0]} to {frame.shape[1]}x"
+                                        f"{frame.shape[0]} at {m.time - t0:.3f} s; frames are resized to the model")
+                shape = frame.shape
+                if last_image_t is not None and m.time - last_image_t > inp.episode_gap_s:
+                    core.reset()
+                last_image_t = m.time
+                core.set_image(0, frame, m.time)
+            elif m.topic == inp.instruction_topic:
+                try:
+                    core.set_instruction(m.msg.data)
+                except ValueError as err:
+                    run.warnings.append(f"instruction at {m.time - t0:.3f} s ignored: {err}")
+            elif m.topic == inp.pose_topic:
+                p, o = m.msg.pose.position, m.msg.pose.orientation
+                try:
+                    core.set_pose(np.array([p.x, p.y, p.z]), np.array([o.x, o.y, o.z, o.w]), m.time)
+                except ValueError as err:
+                    run.warnings.append(f"pose at {m.time - t0:.3f} s ignored: {err}")
+        try:
+            plan = core.run_plan(t)
+        except (UnsafeActionError, NonFiniteActionError, ValueError) as err:
+            run.warnings.append(f"no chunk at {t - t0:.3f} s: {err}")
+            plan = None
+        if plan is not None:
+            run.chunks.append(ChunkRecord(k, t, plan.t0, core.episode, plan.deltas.copy(), plan.chunk.stats,
+                                          plan.chunk.kept_tokens, frame_index, policy.state.summary()))
+        cmd = core.command(t)
+        if cmd is not None and not cmd.hold:
+            run.executed.append((t, core.episode, cmd.delta.copy()))
+        run.ticks = k + 1
+        if progress:
+            progress(k + 1, n_ticks, time.perf_counter() - start)
+    if bad > 3:
+        run.warnings.append(f"... {bad} undecodable frames in all")
+    run.episodes = core.episode
+    run.counters = {**core.counters.as_dict(), "limits_hit": sum(core.safety.hits.values()), "bad_frames": bad}
+    run.wall_s = time.perf_counter() - start
+    return run
