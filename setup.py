@@ -39,7 +39,8 @@ setup(
         "safetensors>=0.4",
         "opencv-python-headless>=4.9",
         "pyyaml>=6",
-        "rosbags>=0.10",
+        "rosbags>=0.11",
+        "matplotlib>=3.7",
     ],
     extras_require={
         "ros": ROS_WHEELS,
