@@ -70,10 +70,11 @@ class Harness:
     """A VLANode with parameters, plus a tester node publishing inputs and recording outputs."""
 
     def __init__(self, params: dict, instruction: str | None = "pick up the red cube", start_node: bool = True,
-                 compressed: bool = False) -> None:
+                 compressed: bool = False, remap: dict[str, str] | None = None) -> None:
         _count[0] += 1
         self.ns = f"/t{os.getpid()}_{_count[0]}"
         self.params = {"model.path": "tiny", **params, **({"camera.compressed": True} if compressed else {})}
+        self.remap = remap or {}
         self.tester = rclpy.create_node("tester", namespace=self.ns)
         t = self.tester
         self.chunks: list[JointTrajectory] = []
@@ -103,7 +104,8 @@ class Harness:
 
     def start_node(self) -> VLANode:
         overrides = [Parameter(k, value=v) for k, v in self.params.items()]
-        self.node = VLANode(namespace=self.ns, parameter_overrides=overrides)
+        cli = ["--ros-args", *[a for k, v in self.remap.items() for a in ("-r", f"{k}:={v}")]] if self.remap else None
+        self.node = VLANode(namespace=self.ns, parameter_overrides=overrides, cli_args=cli)
         self.executor.add_node(self.node)
         return self.node
 

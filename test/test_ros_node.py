@@ -266,3 +266,41 @@ def test_bench_node_smoke():
     assert report["control_ticks"] > 10 and report["chunks"] > 5 and report["frames_sent"] > 60
     assert report["image_to_chunk_ms"]["p50"] > 0 and report["rss_mb_end"] > 100
     assert "control rate" in format_report(report)
+
+
+def test_bag_player_drives_the_live_node_like_offline_replay(harness_factory, tmp_path):
+    """Bag/live parity: with the player at a rate the node keeps up with (and /clock in bag time), the
+    live node's chunks equal the offline replay's chunks, frame for frame."""
+    import subprocess
+    import sys
+
+    from test_replay import make_bag
+
+    from vla_pruner_ros.replay.bag import IMAGE_TYPES, STRING_TYPE, Bag
+    from vla_pruner_ros.replay.replayer import ReplayInput, replay_method
+    from vla_pruner_ros.settings import load_settings_model
+
+    bag = make_bag(tmp_path / "bag", n=20)
+    params = {"control.rate_hz": 10.0, "control.replan_steps": 1, "pruning.method": "vla_pruner",
+              "pruning.keep_ratio": 0.25, "pruning.layer": 2}
+    h = harness_factory({**params, "use_sim_time": True}, instruction=None,
+                        remap={"image": "/camera/image", "instruction": "/instruction"})
+    player = subprocess.run([sys.executable, "-m", "vla_pruner_ros.cli", "play", str(bag), "--rate", "0.4", "--clock"],
+                            capture_output=True, text=True, timeout=120)
+    assert player.returncode == 0, player.stderr
+    assert "published 21 message(s)" in player.stdout
+    assert wait_for(lambda: len(h.chunks) >= 20, timeout=10)
+
+    settings = settings_from_flat({"model.path": "tiny", **params})
+    model, tokenizer = load_settings_model(settings)
+    with Bag(bag) as b:
+        image = b.pick(None, IMAGE_TYPES, "image")
+        text = b.pick(None, {STRING_TYPE}, "instruction")
+        messages = b.messages([image, text])
+    offline = replay_method(ReplayInput(messages, image, text), settings, model, tokenizer, "", None)
+    live = [(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec, _actions(m)) for m in h.chunks]
+    assert len(live) == len(offline.chunks) == 20
+    for (stamp, actions), chunk in zip(live, offline.chunks, strict=True):
+        assert abs(stamp - chunk.stamp) < 1e-6
+        assert np.allclose(actions, chunk.actions, atol=1e-6), f"chunk from the frame at {stamp:.1f} s differs"
+    assert [c.stats.tokens_kept for c in offline.chunks][:4] == [[64], [64], [64], [16]]  # warm-up, then pruned

@@ -156,6 +156,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_play(args: argparse.Namespace) -> int:
+    try:
+        from .ros.player import PlayArgs, play
+    except ImportError as err:
+        raise ValueError(f"play needs rclpy (the 'ros' extra, or a sourced ROS 2 Jazzy): {err}") from None
+    sent = play(PlayArgs(args.bag, args.rate, args.loop, args.topics, args.clock, args.wait, args.quiet))
+    print(f"published {sent} message(s) from {args.bag}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -241,6 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_replay)
 
+    p = sub.add_parser("play", help="publish a bag's camera and instruction topics into a live ROS 2 graph")
+    p.add_argument("bag")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    p.add_argument("--loop", action="store_true")
+    p.add_argument("--topics", type=_names, default=(), help="comma-separated (default: cameras and instructions)")
+    p.add_argument("--clock", action="store_true", help="also publish /clock in bag time (node: use_sim_time:=true)")
+    p.add_argument("--wait", type=float, default=5.0, help="seconds to wait for subscribers before playing")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_play)
+
     p = sub.add_parser("params", help="the node's parameters with defaults and descriptions; validate a YAML")
     p.add_argument("params_file", nargs="?", default=None, help="a ROS 2 parameter file to validate and show")
     p.add_argument("--grep", default=None, help="only parameters whose name contains this")
@@ -282,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
 
     errors: tuple[type[BaseException], ...] = (ModelError, PrunerError, ValueError, FileNotFoundError,
                                                NotADirectoryError, FileExistsError)
-    if args.command == "replay":
+    if args.command in ("replay", "play"):
         from .replay.bag import BagError
         from .replay.replayer import ReplayError
 
