@@ -67,6 +67,7 @@ def test_round_trip_both_storage_formats(tmp_path, storage, encoding, pad, compr
         for m in ("none", "fastv", "vla_pruner"):
             assert b.topics[f"/replay/{m}/action_chunk"].count == r["methods"][m]["chunks"]
             assert b.topics[f"/replay/{m}/diagnostics"].msgtype == "diagnostic_msgs/msg/DiagnosticArray"
+            assert b.topics[f"/replay/{m}/diagnostics"].count == r["methods"][m]["ticks"]  # one per control tick
         msgs = b.messages(["/replay/fastv/action_chunk"])
         assert len(msgs[0].msg.points) == 8 and list(msgs[0].msg.joint_names)[0] == "x"
     assert not list(tmp_path.glob(".*partial*")), "temporary output left behind"

@@ -113,10 +113,14 @@ def write_output_bag(path: str, messages, runs: dict[str, MethodRun], settings: 
                 w.write(f"/replay/{name}/action_chunk",
                         joint_trajectory(c.actions, tuple(settings.action_names), settings.control.dt, c.stamp,
                                          frame), t_ns)
-                values = {"method": name, "episode": c.episode, "tokens_kept": sum(c.stats.tokens_kept),
-                          "keep_ratio": c.stats.keep_ratio, "phase": c.stats.phase,
-                          "tick_ms": round(c.stats.latency_ms["total"], 2), **c.state}
-                w.write(f"/replay/{name}/diagnostics", diagnostics(c.t, f"replay/{name}", values), t_ns)
+            chunks = {c.tick: c for c in run.chunks}
+            for k, tick in enumerate(run.tick_log):
+                values = {"method": name, **{key: v for key, v in tick.items() if key != "t"}}
+                c = chunks.get(k)
+                if c is not None:
+                    values.update(tokens_kept=sum(c.stats.tokens_kept), tick_ms=round(c.stats.latency_ms["total"], 2))
+                w.write(f"/replay/{name}/diagnostics", diagnostics(tick["t"], f"replay/{name}", values),
+                        int(round(tick["t"] * 1e9)))
     return Path(path)
 
 

@@ -47,6 +47,7 @@ class MethodRun:
     method: str
     chunks: list[ChunkRecord] = field(default_factory=list)
     executed: list[tuple[float, int, np.ndarray]] = field(default_factory=list)  # (t, episode, step delta)
+    tick_log: list[dict[str, Any]] = field(default_factory=list)  # per control tick: what happened
     ticks: int = 0
     episodes: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -158,6 +159,9 @@ def replay_method(inp: ReplayInput, settings: NodeSettings, model, tokenizer, me
         cmd = core.command(t)
         if cmd is not None and not cmd.hold:
             run.executed.append((t, core.episode, cmd.delta.copy()))
+        run.tick_log.append({"t": t, "episode": core.episode, "planned": plan is not None,
+                             "step": -1 if cmd is None else cmd.index, "hold": bool(cmd is None or cmd.hold),
+                             "blocked": core.blocked(t) or "", **policy.state.summary()})
         run.ticks = k + 1
         if progress:
             progress(k + 1, n_ticks, time.perf_counter() - start)
