@@ -228,3 +228,11 @@ def test_unsupported_encoding_is_named(tmp_path, capsys):
     replay(bag, tmp=tmp_path, expect=2)
     err = capsys.readouterr().err
     assert "'yuv422' is not supported" in err and "rgb8" in err
+
+
+def test_start_and_end_select_a_window(tmp_path, capsys):
+    bag = make_bag(tmp_path / "in")
+    r = replay(bag, "--start", "1.0", "--end", "2.0", "--instruction", "pick up the red cube", tmp=tmp_path)
+    assert r["methods"]["none"]["ticks"] == 6  # frames from 1.0 s to 2.0 s at 5 Hz
+    replay(bag, "--start", "50", tmp=tmp_path, expect=2)
+    assert "no messages between --start 50.0" in capsys.readouterr().err

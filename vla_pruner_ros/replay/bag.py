@@ -115,11 +115,13 @@ class Bag:
                 self.reordered += 1
             latest = max(latest, m.time)
         out.sort(key=lambda m: m.time)
-        if start is not None or end is not None:
-            t0 = out[0].time if out else 0.0
-            out = [m for m in out if (start is None or m.time - t0 >= start) and (end is None or m.time - t0 <= end)]
         for topic in topics:
             if self.topics[topic].count and not any(m.topic == topic for m in out):
                 raise BagError(f"topic {topic!r} is listed with {self.topics[topic].count} message(s) but none could "
                                "be read (a QoS-metadata or storage mismatch?); nothing was replayed")
+        if start is not None or end is not None:
+            t0 = out[0].time if out else 0.0
+            out = [m for m in out if (start is None or m.time - t0 >= start) and (end is None or m.time - t0 <= end)]
+            if not out:
+                raise BagError(f"no messages between --start {start} and --end {end} (bag seconds)")
         return out
