@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .control import ControlConfig
 from .policy import DEFAULT_ACTION_NAMES, PolicyConfig, VLAPolicy
 from .pruning import PRUNERS, Pruner, build_pruner
 from .safety import SafetyConfig
+from .yaml_file import load_yaml
 
 DEFAULT_MODEL = "small"  # preset with random weights until a trained model ships
 
@@ -230,12 +229,7 @@ def build_settings_pruner(settings: NodeSettings) -> Pruner:
 def load_param_file(path: str | Path, node_name: str = "vla_node") -> dict[str, Any]:
     """Dotted parameters of ``node_name`` (or ``/**``) from a ROS 2 parameter YAML file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SettingsError(f"parameter file {path} does not exist") from None
-    except yaml.YAMLError as err:
-        raise SettingsError(f"parameter file {path} is not valid YAML: {err}") from None
+    data = load_yaml(path, "parameter file", SettingsError)
     if not isinstance(data, dict):
         raise SettingsError(f"parameter file {path} must map node names to ros__parameters")
     flat: dict[str, Any] = {}

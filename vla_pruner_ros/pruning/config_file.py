@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ..yaml_file import load_yaml
 from . import build_pruner
 from .base import Pruner
 from .errors import PrunerConfigError, PrunerError
@@ -34,11 +33,5 @@ def pruner_from_mapping(data: Any, source: str = "pruning config", method: str |
 
 
 def load_pruner(path: str | Path, method: str | None = None, overrides: dict[str, Any] | None = None) -> Pruner:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise PrunerConfigError(f"pruning config {path} does not exist") from None
-    except yaml.YAMLError as err:
-        raise PrunerConfigError(f"pruning config {path} is not valid YAML: {err}") from None
+    data = load_yaml(path, "pruning config", PrunerConfigError)
     return pruner_from_mapping(data, str(path), method, overrides)

@@ -121,7 +121,12 @@ class Bag:
                                "be read (a QoS-metadata or storage mismatch?); nothing was replayed")
         if start is not None or end is not None:
             t0 = out[0].time if out else 0.0
-            out = [m for m in out if (start is None or m.time - t0 >= start) and (end is None or m.time - t0 <= end)]
-            if not out:
+            window = [m for m in out if (start is None or m.time - t0 >= start) and (end is None or m.time - t0 <= end)]
+            if not window:
                 raise BagError(f"no messages between --start {start} and --end {end} (bag seconds)")
+            # The instruction in force at the window's start carries over (the latest one before it).
+            carried = {m.topic: m for m in out if m.msgtype == STRING_TYPE and m.time < window[0].time}
+            for m in carried.values():
+                m.time = window[0].time
+            out = sorted([*carried.values(), *window], key=lambda m: m.time)
         return out
