@@ -22,7 +22,7 @@ def layout_mask(kept: torch.Tensor, is_action: torch.Tensor | None) -> torch.Ten
     """Boolean SDPA mask (B, 1, T, T) for kept original indices (B, T), True = may attend.
 
     Causal in original order (kept indices are sorted, so layout order is original order), plus
-    bidirectional attention among action placeholder rows. ``None`` when plain causal suffices.
+    bidirectional attention among action query rows. ``None`` when plain causal suffices.
     """
     if is_action is None or not bool(is_action.any()):
         return None

@@ -135,7 +135,7 @@ class VLAConfig:
 
     @property
     def num_action_queries(self) -> int:
-        """Action placeholder tokens of the chunk head (one per step and dimension, as OFT)."""
+        """Action query tokens of the chunk head (one per step and dimension, as OFT)."""
         return self.chunk_len * self.action_dim if self.head == "chunk" else 0
 
     def replace(self, **changes: Any) -> VLAConfig:

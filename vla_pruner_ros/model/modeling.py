@@ -2,7 +2,7 @@
 
 The model: fused vision backbone -> projector (fc1, GELU, fc2, GELU, fc3) -> Llama decoder with the
 visual tokens right after BOS. Two action heads: OpenVLA's autoregressive action tokens (``tokens``)
-and an OpenVLA-OFT style chunked head (``chunk``: action placeholder rows after the prompt, one
+and an OpenVLA-OFT style chunked head (``chunk``: action query rows after the prompt, one
 forward pass, bidirectional attention among them, an L1-regression MLP).
 
 Pruning (ALGORITHMS.md, "Mechanics"): layers ``0..K-1`` run on the full sequence; at layer K the
@@ -42,7 +42,7 @@ class Layout:
     visual: tuple[tuple[int, int], ...]  # per camera [start, end) rows
     proprio: int | None
     text: tuple[int, int]
-    actions: tuple[int, int]  # chunk-head placeholder rows; empty range for the tokens head
+    actions: tuple[int, int]  # chunk-head action query rows; empty range for the tokens head
 
     @property
     def visual_start(self) -> int:
@@ -165,7 +165,7 @@ class Projector(nn.Module):
 
 
 class ChunkActionHead(nn.Module):
-    """OFT-style L1 regression head: placeholder queries in, (B, chunk_len, action_dim) out."""
+    """OFT-style L1 regression head: learned action queries in, (B, chunk_len, action_dim) out."""
 
     def __init__(self, config: VLAConfig) -> None:
         super().__init__()
@@ -237,7 +237,7 @@ class VLAModel(nn.Module):
 
     def build_inputs(self, visual: torch.Tensor, input_ids: torch.Tensor,
                      proprio: torch.Tensor | None = None) -> tuple[torch.Tensor, Layout]:
-        """[BOS, visual, proprio?, prompt text (without BOS), action placeholders?] -> (B, L, d), Layout."""
+        """[BOS, visual, proprio?, prompt text (without BOS), action queries?] -> (B, L, d), Layout."""
         cfg = self.config
         b, m = visual.shape[:2]
         embed = self.language_model.model.embed_tokens

@@ -11,7 +11,7 @@ Two relevance signals per visual token:
 Selection ("combine then filter"): ``C = top-M~(S_vl) ∪ top-M~(S^_act)``; if ``|C| > M~``, greedy
 max-min cosine diversity over the candidates' projector embeddings, seeded with the candidate whose
 nearest neighbour is farthest. No pruning until the window holds ``w`` ticks (warm-up); the window
-is cleared at each episode. Per-camera budgets. Action queries: the chunk head's placeholder rows;
+is cleared at each episode. Per-camera budgets. Action queries: the chunk head's action query rows;
 for the tokens head the 7 decoded action tokens (the first is the last prompt row).
 """
 
