@@ -53,7 +53,7 @@ def _rss_mb(pid: int) -> float:
 
 def run_node_bench(model: str = "tiny", seconds: float = 60.0, camera_hz: float = 30.0, rate_hz: float = 10.0,
                    method: str = "vla_pruner", keep_ratio: float = 0.25, replan_steps: int = 1, size: int = 96,
-                   progress=None) -> dict:
+                   progress=None, domain_id: int | None = None) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -61,9 +61,12 @@ def run_node_bench(model: str = "tiny", seconds: float = 60.0, camera_hz: float 
     from trajectory_msgs.msg import JointTrajectory
 
     env = dict(os.environ)
+    if domain_id is not None:
+        env["ROS_DOMAIN_ID"] = str(domain_id)
     env.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
+    os.environ.update({k: env[k] for k in saved})  # this process's own participant joins the same domain
     ns = f"/bench{os.getpid()}"
     layer = ["-p", "pruning.layer:=2"] if model == "tiny" else []
     node = subprocess.Popen(
@@ -103,7 +106,12 @@ def run_node_bench(model: str = "tiny", seconds: float = 60.0, camera_hz: float 
         while not latencies and time.monotonic() < end and node.poll() is None:  # model load and warm-up
             executor.spin_once(timeout_sec=0.1)
         if not latencies:
-            raise RuntimeError(f"the node produced no chunk: {node.stderr.read() if node.poll() is not None else ''}")
+            alive = node.poll() is None
+            if alive:
+                node.terminate()
+            _, err = node.communicate(timeout=30)
+            raise RuntimeError(f"the node produced no chunk within 60 s (node {'was running' if alive else 'exited'}, "
+                               f"{len(diags)} diagnostics received); its stderr:\n{err[-2000:]}")
         rss_start = _rss_mb(node.pid)
         n_warm = len(latencies)
         start = time.monotonic()
@@ -117,13 +125,19 @@ def run_node_bench(model: str = "tiny", seconds: float = 60.0, camera_hz: float 
             executor.spin_once(timeout_sec=0.2)
         d1 = diags[-1]
     finally:
-        node.terminate()
-        node.wait(timeout=30)
+        if node.poll() is None:
+            node.terminate()
+            node.wait(timeout=30)
         if camera.poll() is None:
             camera.kill()
         executor.shutdown()
         me.destroy_node()
         rclpy.shutdown(context=context)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     lat = np.asarray(latencies[n_warm:])
     return {
         "model": model, "method": method, "keep_ratio": keep_ratio, "seconds": seconds, "camera_hz": camera_hz,
