@@ -1,0 +1,121 @@
+"""Scripted experts: a waypoint state machine per task family, from privileged simulator state.
+
+Each call returns the 7-D delta action toward the current waypoint (at most 0.05 m a step). Phases
+advance when the gripper is within ``tol`` of the waypoint (or after a fixed number of steps for
+closing/opening). Recovery: if the object is lost while carrying it, the expert goes back to
+re-grasping. Optional Gaussian action noise (``noise`` m) makes demonstrations less uniform.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .env import TabletopEnv, _half_height
+from .tasks import DIRECTIONS
+
+MAX_STEP = 0.05
+
+
+class Expert:
+    def __init__(self, env: TabletopEnv, noise: float = 0.0, seed: int = 0, tol: float = 0.008) -> None:
+        self.env, self.noise, self.tol = env, noise, tol
+        self.rng = np.random.default_rng(seed)
+        self.phase = "above"
+        self.wait = 0
+
+    def reset(self) -> None:
+        self.phase, self.wait = "above", 0
+
+    def _grasp_z(self) -> float:
+        o = self.env.target
+        return max(0.026, _half_height(o.shape) + 0.006)
+
+    def _toward(self, target: np.ndarray, grip: float) -> tuple[np.ndarray, bool]:
+        pos, _ = self.env.ee_pose()
+        d = target - pos
+        reached = np.linalg.norm(d) < self.tol
+        n = np.linalg.norm(d)
+        if n > MAX_STEP:
+            d *= MAX_STEP / n
+        if self.noise:
+            d = d + self.rng.normal(0, self.noise, 3)
+        return np.array([*d, 0.0, 0.0, 0.0, grip]), reached
+
+    def act(self) -> np.ndarray:
+        env, task = self.env, self.env.task
+        obj = env.object_position(env.target.name)
+        if task.family == "push":
+            return self._push(obj)
+        return self._pick_place(obj, place=task.family == "place")
+
+    def _pick_place(self, obj: np.ndarray, place: bool) -> np.ndarray:
+        env = self.env
+        gz = self._grasp_z()
+        if self.phase in ("lift", "carry", "lower") and not env.held(env.target.name):
+            self.phase = "above"  # dropped it: grasp again
+        if self.phase == "above":
+            a, done = self._toward(np.array([obj[0], obj[1], gz + 0.08]), 1.0)
+            self.phase = "down" if done else self.phase
+            return a
+        if self.phase == "down":
+            a, done = self._toward(np.array([obj[0], obj[1], gz]), 1.0)
+            self.phase = "close" if done else self.phase
+            return a
+        if self.phase == "close":
+            self.wait += 1
+            if self.wait >= 3:
+                self.phase, self.wait = "lift", 0
+            return np.array([0, 0, 0, 0, 0, 0, 0.0])
+        if self.phase == "lift":
+            a, done = self._toward(np.array([obj[0], obj[1], 0.14]), 0.0)
+            if done and place:
+                self.phase = "carry"
+            return a
+        plate = env.plate
+        if self.phase == "carry":
+            a, done = self._toward(np.array([plate[0], plate[1], 0.14]), 0.0)
+            self.phase = "lower" if done else self.phase
+            return a
+        if self.phase == "lower":
+            a, done = self._toward(np.array([plate[0], plate[1], gz + 0.012]), 0.0)
+            self.phase = "release" if done else self.phase
+            return a
+        if self.phase == "release":
+            self.wait += 1
+            if self.wait >= 2:
+                self.phase, self.wait = "retreat", 0
+            return np.array([0, 0, 0, 0, 0, 0, 1.0])
+        a, _ = self._toward(np.array([plate[0], plate[1], 0.16]), 1.0)  # retreat
+        return a
+
+    def _push(self, obj: np.ndarray) -> np.ndarray:
+        d = np.array([*DIRECTIONS[self.env.task.direction], 0.0])
+        start = self.env.start[self.env.target.name]
+        behind = start - 0.075 * d
+        z = 0.03
+        if self.phase == "above":
+            a, done = self._toward(np.array([behind[0], behind[1], 0.09]), 0.0)
+            self.phase = "down" if done else self.phase
+            return a
+        if self.phase == "down":
+            a, done = self._toward(np.array([behind[0], behind[1], z]), 0.0)
+            self.phase = "push" if done else self.phase
+            return a
+        target = start + 0.13 * d
+        a, _ = self._toward(np.array([target[0], target[1], z]), 0.0)
+        return a
+
+
+def run_episode(env: TabletopEnv, task, seed: int, noise: float = 0.0, on_step=None) -> tuple[bool, int]:
+    """Roll out the expert; ``on_step(obs, action, success)`` sees every step. Returns (success, steps)."""
+    obs = env.reset(seed, task)
+    expert = Expert(env, noise, seed)
+    success, done = False, False
+    while not done:
+        action = expert.act()
+        if on_step is not None:
+            on_step(obs, action, success)
+        obs, success, done = env.step(action)
+    if on_step is not None:
+        on_step(obs, None, success)
+    return success, env.steps
