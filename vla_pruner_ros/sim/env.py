@@ -143,15 +143,18 @@ class TabletopEnv:
     <light pos="0.5 -0.3 1.6" dir="0 0.2 -1" diffuse="{light:.3f} {light:.3f} {light:.3f}"/>
     <light pos="0.9 0.4 1.2" dir="-0.3 -0.3 -1" diffuse=".3 .3 .3"/>
     <geom name="table" type="box" pos="0.5 0 -0.02" size="0.45 0.40 0.02" material="table"/>
-    <geom name="plate" type="cylinder" pos="{plate[0]:.4f} {plate[1]:.4f} 0.004" size="0.06 0.004" rgba=".96 .96 .96 1"/>
+    <geom name="plate" type="cylinder" pos="{plate[0]:.4f} {plate[1]:.4f} 0.004" size="0.06 0.004"
+          rgba=".96 .96 .96 1"/>
     <body name="target" mocap="true" pos="{hx} {hy} {hz}"/>
     <body name="hand" pos="{hx} {hy} {hz}" gravcomp="1">
       <freejoint name="hand"/>
       <inertial pos="0 0 0.02" mass="0.4" diaginertia="0.002 0.002 0.002"/>
       <geom name="palm" type="box" size="0.015 0.06 0.012" pos="0 0 0.05" rgba=".25 .25 .28 1"/>
-      <body name="finger_l" gravcomp="1"><joint name="finger_l" type="slide" axis="0 1 0" range="0 {FINGER_OPEN}" damping="5"/>
+      <body name="finger_l" gravcomp="1">
+        <joint name="finger_l" type="slide" axis="0 1 0" range="0 {FINGER_OPEN}" damping="5"/>
         <geom type="box" size="0.010 0.006 0.035" pos="0 0.006 0.012" rgba=".35 .35 .38 1" mass="0.02"/></body>
-      <body name="finger_r" gravcomp="1"><joint name="finger_r" type="slide" axis="0 -1 0" range="0 {FINGER_OPEN}" damping="5"/>
+      <body name="finger_r" gravcomp="1">
+        <joint name="finger_r" type="slide" axis="0 -1 0" range="0 {FINGER_OPEN}" damping="5"/>
         <geom type="box" size="0.010 0.006 0.035" pos="0 -0.006 0.012" rgba=".35 .35 .38 1" mass="0.02"/></body>
     </body>
     {"".join(bodies)}
