@@ -44,6 +44,7 @@ setup(
     ],
     extras_require={
         "ros": ROS_WHEELS,
+        "sim": ["mujoco>=3.2"],
         "dev": ["pytest>=8", "ruff>=0.6"],
     },
     zip_safe=True,

@@ -5,22 +5,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="ros"
-[[ "${1:-}" == "--dev" ]] && extras="ros,dev"
+extras="ros,sim"
+[[ "${1:-}" == "--dev" ]] && extras="ros,sim,dev"
 PYTHON="${PYTHON:-python3}"
 
-# Debian/Ubuntu packages the project needs on a fresh machine.
-APT_PACKAGES=(python3-venv)
+# Debian/Ubuntu packages: venv, and EGL with Mesa for MuJoCo's offscreen rendering on the CPU.
+APT_PACKAGES=(python3-venv libegl1 libegl-mesa0 libgl1-mesa-dri)
 missing=()
 if command -v dpkg >/dev/null 2>&1; then
   for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
 fi
-if ((${#missing[@]})) && ! "$PYTHON" -m venv --help >/dev/null 2>&1; then
+if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}"
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}"
+  $SUDO apt-get update -qq && $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
 if [[ ! -x .venv/bin/python ]]; then

@@ -166,6 +166,40 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim():
+    try:
+        from .sim import record
+    except ImportError as err:
+        raise ValueError(f"the simulator needs MuJoCo (the 'sim' extra: pip install '.[sim]'): {err}") from None
+    return record
+
+
+def cmd_sim_record(args: argparse.Namespace) -> int:
+    from .progress import Progress
+
+    record = _sim()
+    if args.episodes < 1:
+        raise ValueError(f"--episodes {args.episodes} must be >= 1")
+    summary = record.record(args.out, args.task, args.episodes, args.split, args.seed, args.compressed, args.noise,
+                            args.image_size, progress=None if args.quiet else Progress("record", "episodes"))
+    print(summary.line())
+    return 0
+
+
+def cmd_sim_expert(args: argparse.Namespace) -> int:
+    from .progress import Progress
+
+    record = _sim()
+    result = record.expert_success(args.episodes, args.seed, args.noise,
+                                   progress=None if args.quiet else Progress("expert", "episodes"))
+    for family, r in result.items():
+        print(f"{family:<6} {r['successes']}/{r['episodes']} = {100 * r['success_rate']:.1f}% "
+              f"(mean {r['mean_steps']:.1f} steps)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -260,6 +294,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=5.0, help="seconds to wait for subscribers before playing")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser("sim", help="the MuJoCo tabletop: record expert episodes as bags, expert success")
+    simsub = p.add_subparsers(dest="sim_command", required=True)
+    q = simsub.add_parser("record", help="record scripted-expert episodes, one mcap bag each")
+    q.add_argument("--task", default="all", help="pick, push, place or all")
+    q.add_argument("--episodes", type=int, default=10)
+    q.add_argument("--out", required=True, metavar="DIR")
+    q.add_argument("--split", choices=["train", "eval", "all"], default="train",
+                   help="train: no held-out combination; eval: held-out ones only")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--noise", type=float, default=0.0, help="expert action noise (m)")
+    q.add_argument("--compressed", action="store_true", help="CompressedImage jpeg instead of raw rgb8")
+    q.add_argument("--image-size", type=int, default=128)
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_sim_record)
+    q = simsub.add_parser("expert-eval", help="scripted-expert success over seeded episodes per family")
+    q.add_argument("--episodes", type=int, default=100)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--noise", type=float, default=0.0)
+    q.add_argument("--json", default=None, metavar="PATH")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_sim_expert)
 
     p = sub.add_parser("params", help="the node's parameters with defaults and descriptions; validate a YAML")
     p.add_argument("params_file", nargs="?", default=None, help="a ROS 2 parameter file to validate and show")

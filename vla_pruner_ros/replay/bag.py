@@ -95,6 +95,9 @@ class Bag:
         if not candidates:
             raise BagError(f"{self.path} has no {role} topic (types {sorted(types)}); its topics are:\n"
                            f"{self.describe()}")
+        named = [t for t in candidates if role in t.rsplit("/", 1)[-1]]
+        if len(named) == 1:  # e.g. /instruction beside another String topic such as /episode
+            return named[0]
         raise BagError(f"{self.path} has several {role} topics {candidates}; choose one with --{role}-topic")
 
     def messages(self, topics: list[str], start: float | None = None, end: float | None = None) -> list[BagMessage]:

@@ -133,3 +133,7 @@ class BagWriter:
             self.close()
         else:
             self.abort()
+
+
+def float64(value: float):
+    return T["std_msgs/msg/Float64"](data=float(value))

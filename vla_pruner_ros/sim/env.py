@@ -88,7 +88,9 @@ class TabletopEnv:
         others = [(c, s) for c in COLORS for s in SHAPES if (c, s) != (task.color, task.shape) and c != task.color]
         picks = rng.choice(len(others), size=n - 1, replace=False)
         specs = [(task.color, task.shape)] + [others[i] for i in picks]
-        for _ in range(200):
+        for attempt in range(1000):
+            if attempt and attempt % 100 == 0 and len(specs) > 3:
+                specs = specs[:-1]  # a crowded draw: one distractor fewer
             placed: list[np.ndarray] = []
             ok = True
             for _spec in specs:
@@ -110,6 +112,8 @@ class TabletopEnv:
                     ok = ok and not (-0.12 < along < 0.24 and across < 0.09)
             if ok:
                 break
+        else:
+            raise RuntimeError(f"no valid scene for {task.instruction!r} after 1000 draws")
         objs = [SceneObject(f"obj{i}", c, s, np.array([*p, _half_height(s)]), float(rng.uniform(-0.3, 0.3)))
                 for i, ((c, s), p) in enumerate(zip(specs, placed, strict=True))]
         return objs, plate

@@ -1,0 +1,140 @@
+"""The MuJoCo tabletop: determinism, experts, success predicates, offscreen rendering, recorded bags."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mujoco", reason="the 'sim' extra (mujoco) is not installed")
+
+from vla_pruner_ros.cli import main
+from vla_pruner_ros.replay.bag import Bag
+from vla_pruner_ros.sim.env import TabletopEnv
+from vla_pruner_ros.sim.expert import Expert, run_episode
+from vla_pruner_ros.sim.tasks import HELD_OUT, Task, all_tasks
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = TabletopEnv()
+    yield e
+    e.close()
+
+
+def test_rendering_works_offscreen(env):
+    obs = env.reset(0, Task("pick", "red", "cube"))
+    assert obs.image.shape == (128, 128, 3) and obs.image.dtype == np.uint8
+    assert obs.image.std() > 10  # a scene, not a blank frame
+    red = (obs.image[..., 0] > 150) & (obs.image[..., 1] < 80) & (obs.image[..., 2] < 80)
+    assert red.sum() > 5  # the red cube is in view
+    assert obs.proprio.shape == (8,)
+
+
+def test_same_seed_same_frames_and_states(env):
+    runs = []
+    for _ in range(2):
+        env.reset(7, Task("place", "blue", "block"))
+        expert = Expert(env)
+        frames, states = [], []
+        for _ in range(6):
+            obs, _, _ = env.step(expert.act())
+            frames.append(obs.image)
+            states.append(env.state())
+        runs.append((frames, states))
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0][0], runs[1][0], strict=True))
+    assert runs[0][1] == runs[1][1]
+    env.reset(8, Task("place", "blue", "block"))
+    assert env.state()["objects"] != runs[0][1][0]["objects"]  # another seed, another scene
+
+
+@pytest.mark.parametrize("family", ["pick", "push", "place"])
+def test_each_expert_succeeds_on_a_few_seeds(env, family):
+    tasks = all_tasks(family)
+    for seed in range(4):
+        task = tasks[(seed * 11) % len(tasks)]
+        ok, steps = run_episode(env, task, 100 + seed)
+        assert ok, f"{task.instruction} (seed {100 + seed}) failed after {steps} steps"
+        assert steps < task.step_limit
+
+
+def _set_object(env, name: str, xyz) -> None:
+    import mujoco
+
+    j = env.model.body(name).jntadr[0]
+    adr = env.model.jnt_qposadr[j]
+    env.data.qpos[adr:adr + 3] = xyz
+    env.data.qvel[env.model.jnt_dofadr[j]:env.model.jnt_dofadr[j] + 6] = 0
+    mujoco.mj_forward(env.model, env.data)
+
+
+def test_success_predicates_reject_near_misses(env):
+    env.reset(1, Task("push", "red", "cube", "left"))
+    p0 = env.start["obj0"]
+    _set_object(env, "obj0", p0 + [0.0, 0.07, 0.0])  # 7 cm: short of 8
+    assert not env.success()
+    _set_object(env, "obj0", p0 + [0.07, 0.09, 0.0])  # far enough, but 7 cm sideways
+    assert not env.success()
+    _set_object(env, "obj0", p0 + [0.0, 0.09, 0.0])
+    assert env.success()
+
+    env.reset(2, Task("place", "red", "cube"))
+    z = env.start["obj0"][2]
+    _set_object(env, "obj0", [*(env.plate + [0.055, 0.0]), z + 0.008])  # just off the plate
+    assert not env.success()
+    _set_object(env, "obj0", [*env.plate, z + 0.008])
+    assert env.success()
+    env.gripper_cmd = 0.0  # still holding the gripper closed: not released
+    assert not env.success()
+
+    env.reset(3, Task("pick", "red", "cube"))
+    p0 = env.start["obj0"]
+    _set_object(env, "obj0", p0 + [0, 0, 0.1])  # lifted, but not in the hand
+    assert not env.success()
+
+
+def test_tasks_and_held_out_split():
+    train, held = all_tasks(split="train"), all_tasks(split="eval")
+    assert len(train) + len(held) == len(all_tasks())
+    assert {(t.family, t.color, t.shape) for t in held} == HELD_OUT
+    assert Task("push", "red", "cube", "left").instruction == "push the red cube to the left"
+    with pytest.raises(ValueError, match="task family 'fly' is unknown"):
+        all_tasks("fly")
+
+
+def test_recorded_bags_read_back(tmp_path, capsys):
+    out = tmp_path / "bags"
+    assert main(["sim", "record", "--task", "pick", "--episodes", "2", "--out", str(out), "--quiet"]) == 0
+    assert "2 episodes, success 100.0%" in capsys.readouterr().out
+    bags = sorted(out.iterdir())
+    assert len(bags) == 2
+    with Bag(bags[0]) as b:
+        types = {t: i.msgtype for t, i in b.topics.items()}
+        assert types == {"/camera/image": "sensor_msgs/msg/Image", "/instruction": "std_msgs/msg/String",
+                         "/ee_pose": "geometry_msgs/msg/PoseStamped", "/gripper": "std_msgs/msg/Float64",
+                         "/expert/action": "trajectory_msgs/msg/JointTrajectory", "/episode": "std_msgs/msg/String"}
+        n_actions = b.topics["/expert/action"].count
+        assert b.topics["/camera/image"].count == b.topics["/ee_pose"].count == n_actions + 1
+        msgs = b.messages(["/episode", "/expert/action", "/camera/image"])
+        episode = [json.loads(m.msg.data) for m in msgs if m.topic == "/episode"]
+        assert episode[-1]["success"] is True and episode[-1]["steps"] == n_actions
+        action = next(m.msg for m in msgs if m.topic == "/expert/action")
+        assert list(action.joint_names) == ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]
+        image = next(m.msg for m in msgs if m.topic == "/camera/image")
+        assert (image.height, image.width, image.encoding) == (128, 128, "rgb8")
+    compressed = tmp_path / "jpeg"
+    assert main(["sim", "record", "--task", "push", "--episodes", "1", "--out", str(compressed), "--compressed",
+                 "--quiet"]) == 0
+    with Bag(next(compressed.iterdir())) as b:
+        assert b.topics["/camera/image/compressed"].msgtype == "sensor_msgs/msg/CompressedImage"
+
+
+def test_recorded_episode_replays(tmp_path):
+    out = tmp_path / "bags"
+    assert main(["sim", "record", "--task", "place", "--episodes", "1", "--out", str(out), "--quiet"]) == 0
+    report = tmp_path / "r.json"
+    assert main(["replay", str(next(out.iterdir())), "--model", "tiny", "--compare", "fastv", "--keep", "0.25",
+                 "--reference-topic", "/expert/action", "--report", str(report), "--quiet"]) == 0
+    r = json.loads(report.read_text())
+    assert r["methods"]["fastv"]["chunks"] >= 2 and r["methods"]["none"]["error_vs_reference"] is not None

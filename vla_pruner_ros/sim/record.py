@@ -1,0 +1,127 @@
+"""Expert episodes recorded as ROS 2 bags (mcap), one bag per episode: what training reads and
+replay consumes.
+
+Topics: ``/camera/image`` (sensor_msgs/Image rgb8, or ``/camera/image/compressed`` jpeg),
+``/instruction`` (std_msgs/String), ``/ee_pose`` (geometry_msgs/PoseStamped), ``/gripper``
+(std_msgs/Float64, finger opening in m), ``/expert/action`` (trajectory_msgs/JointTrajectory, one
+point, the action dimension names), ``/episode`` (std_msgs/String, JSON: id, seed, task,
+instruction, held_out; the last one also success and steps). Stamps are simulation time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..policy import DEFAULT_ACTION_NAMES
+from ..replay import writer as W
+from .env import TabletopEnv
+from .expert import run_episode
+from .tasks import Task, all_tasks
+
+FRAME = "table"
+T_START = 1.0  # stamps start here: a zero stamp means "unset" to ROS tools
+
+
+@dataclass
+class RecordSummary:
+    episodes: int
+    successes: int
+    bytes_written: int
+    per_family: dict[str, list[int]]  # family -> [successes, episodes]
+    seconds: float
+
+    def line(self) -> str:
+        rate = self.successes / self.episodes if self.episodes else 0.0
+        fams = ", ".join(f"{f} {s}/{n}" for f, (s, n) in sorted(self.per_family.items()))
+        return (f"{self.episodes} episodes, success {100 * rate:.1f}% ({fams}), {self.bytes_written / 1e6:.1f} MB "
+                f"written in {self.seconds:.0f} s")
+
+
+def choose_tasks(family: str, split: str, episodes: int, seed: int) -> list[Task]:
+    tasks = all_tasks(family, split)
+    rng = np.random.default_rng(seed)
+    return [tasks[int(i)] for i in rng.integers(0, len(tasks), size=episodes)]
+
+
+def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: Path, compressed: bool = False,
+                   noise: float = 0.0) -> tuple[bool, int]:
+    """Roll out the expert on (task, seed) and write the episode bag at ``path``."""
+    image_topic = "/camera/image/compressed" if compressed else "/camera/image"
+    info = {"episode": episode, "seed": seed, "task": task.family, "instruction": task.instruction,
+            "held_out": task.held_out}
+    steps = [0]
+    with W.BagWriter(path, "mcap") as w:
+        def ns(t: float) -> int:
+            return int(round(t * 1e9))
+
+        w.write("/episode", W.string(json.dumps(info)), ns(T_START))
+        w.write("/instruction", W.string(task.instruction), ns(T_START))
+
+        def on_step(obs, action, _success) -> None:
+            t = T_START + steps[0] * env.dt
+            image = W.compressed_image(obs.image, t, frame_id="camera") if compressed else W.image(
+                obs.image, t, frame_id="camera")
+            w.write(image_topic, image, ns(t))
+            w.write("/ee_pose", W.pose_stamped(obs.ee_position, obs.ee_orientation, t, FRAME), ns(t))
+            w.write("/gripper", W.float64(obs.gripper), ns(t))
+            if action is not None:
+                w.write("/expert/action", W.joint_trajectory(np.asarray(action)[None], DEFAULT_ACTION_NAMES, env.dt,
+                                                            t, FRAME), ns(t))
+                steps[0] += 1
+
+        success, n = run_episode(env, task, seed, noise, on_step)
+        w.write("/episode", W.string(json.dumps({**info, "success": bool(success), "steps": n})),
+                ns(T_START + steps[0] * env.dt))
+    return success, n
+
+
+def record(out_dir: str | Path, family: str = "all", episodes: int = 10, split: str = "train", seed: int = 0,
+           compressed: bool = False, noise: float = 0.0, image_size: int = 128, progress=None) -> RecordSummary:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tasks = choose_tasks(family, split, episodes, seed)
+    env = TabletopEnv(image_size=image_size)
+    per_family: dict[str, list[int]] = {}
+    successes, written, start = 0, 0, time.perf_counter()
+    try:
+        for i, task in enumerate(tasks):
+            path = out_dir / f"episode_{seed:04d}_{i:05d}"
+            ok, _ = record_episode(env, task, seed * 100_000 + i, i, path, compressed, noise)
+            successes += int(ok)
+            fam = per_family.setdefault(task.family, [0, 0])
+            fam[0] += int(ok)
+            fam[1] += 1
+            written += sum(f.stat().st_size for f in path.iterdir())
+            if progress:
+                progress(i + 1, len(tasks), time.perf_counter() - start)
+    finally:
+        env.close()
+    return RecordSummary(len(tasks), successes, written, per_family, time.perf_counter() - start)
+
+
+def expert_success(episodes: int = 100, seed: int = 0, noise: float = 0.0, progress=None) -> dict[str, dict]:
+    """Success of the scripted expert over ``episodes`` seeded episodes per family (no recording)."""
+    env = TabletopEnv()
+    out = {}
+    try:
+        for family in ("pick", "push", "place"):
+            tasks = choose_tasks(family, "all", episodes, seed)
+            ok = 0
+            steps = []
+            start = time.perf_counter()
+            for i, task in enumerate(tasks):
+                success, n = run_episode(env, task, seed * 100_000 + i, noise)
+                ok += int(success)
+                steps.append(n)
+                if progress:
+                    progress(i + 1, len(tasks), time.perf_counter() - start)
+            out[family] = {"episodes": episodes, "successes": ok, "success_rate": ok / episodes,
+                           "mean_steps": float(np.mean(steps))}
+    finally:
+        env.close()
+    return out
