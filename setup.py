@@ -29,7 +29,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
-        (f"lib/{PACKAGE}", ["scripts/ros/vla_node"]),  # `ros2 run` for pip installs
+        (f"lib/{PACKAGE}", ["scripts/ros/vla_node", "scripts/ros/sim_node"]),  # `ros2 run` for pip installs
     ],
     install_requires=[
         "numpy>=1.26",
@@ -52,6 +52,7 @@ setup(
         "console_scripts": [
             "vla-pruner = vla_pruner_ros.cli:main",
             "vla_node = vla_pruner_ros.ros.node:main",
+            "sim_node = vla_pruner_ros.ros.sim_node:main",
         ],
     },
 )

@@ -67,7 +67,8 @@ def test_pip_install_puts_the_package_where_ros_finds_it(tmp_path, monkeypatch):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "share/ament_index/resource_index/packages" / PACKAGE).exists()
-    for f in ("package.xml", "launch/franka.launch.py", "launch/widowx.launch.py", "config/franka.yaml",
+    for f in ("package.xml", "launch/franka.launch.py", "launch/widowx.launch.py", "launch/sim.launch.py",
+              "config/franka.yaml",
               "config/widowx.yaml", "config/pruning.yaml"):
         assert (tmp_path / "share" / PACKAGE / f).exists(), f
     wrapper = tmp_path / "lib" / PACKAGE / EXECUTABLE
@@ -80,7 +81,7 @@ def test_pip_install_puts_the_package_where_ros_finds_it(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None,
                     reason="launch_ros is not installed (not on PyPI; it comes with a system ROS 2)")
-@pytest.mark.parametrize("robot", sorted(ROBOTS))
+@pytest.mark.parametrize("robot", [*sorted(ROBOTS), "sim"])
 def test_launch_description_builds(robot):
     from launch import LaunchDescription
 
@@ -88,3 +89,17 @@ def test_launch_description_builds(robot):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert isinstance(module.generate_launch_description(), LaunchDescription)
+
+
+def test_sim_launch_wiring_uses_declared_parameters():
+    from vla_pruner_ros.ros.launch_common import SIM_ARGUMENTS, sim_parameters
+
+    get = {"method": "vla_pruner", "keep_ratio": "0.25", "model_path": "", "family": "place", "color": "red",
+           "shape": "cube", "seed": "3", "action_source": "action_chunk"}
+    assert set(get) == set(SIM_ARGUMENTS)
+    sim, vla = sim_parameters(get)
+    assert set(vla) - {"use_sim_time"} <= set(flat_defaults())
+    settings_from_flat({k: v for k, v in vla.items() if k != "use_sim_time"})  # valid values
+    assert sim["realtime"] is False and vla["use_sim_time"] is True and vla["dry_run"] is False
+    assert '"sim_node = vla_pruner_ros.ros.sim_node:main"' in (ROOT / "setup.py").read_text()
+    assert (ROOT / "scripts" / "ros" / "sim_node").exists() and (ROOT / "launch" / "sim.launch.py").exists()

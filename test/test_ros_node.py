@@ -306,3 +306,71 @@ def test_bag_player_drives_the_live_node_like_offline_replay(harness_factory, tm
         assert abs(stamp - chunk.stamp) < 1e-6
         assert np.allclose(actions, chunk.actions, atol=1e-6), f"chunk from the frame at {stamp:.1f} s differs"
     assert [c.stats.tokens_kept for c in offline.chunks][:4] == [[64], [64], [64], [16]]  # warm-up, then pruned
+
+
+def test_sim_node_runs_an_episode_like_the_in_process_run(harness_factory):
+    """sim_node with the expert standing in for the model: same success, steps and final state as
+    the in-process run with the same seed."""
+    pytest.importorskip("mujoco", reason="the 'sim' extra (mujoco) is not installed")
+    import json
+
+    from rclpy.parameter import Parameter
+
+    from vla_pruner_ros.ros.sim_node import SimNode
+    from vla_pruner_ros.sim.env import TabletopEnv
+    from vla_pruner_ros.sim.expert import run_episode
+    from vla_pruner_ros.sim.tasks import Task
+
+    h = harness_factory({}, instruction=None, start_node=False)
+    statuses = []
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    history = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    h.tester.create_subscription(String, f"{h.ns}/sim_node/status", lambda m: statuses.append(json.loads(m.data)),
+                                 history)
+    params = {"task.family": "place", "task.color": "green", "task.shape": "cylinder", "seed": 21,
+              "action_source": "expert", "realtime": False}
+    sim = SimNode(namespace=h.ns, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    h.executor.add_node(sim)
+    try:
+        assert wait_for(lambda: statuses and statuses[-1]["done"], timeout=60)
+        final = statuses[-1]
+        env = TabletopEnv()
+        ok, steps = run_episode(env, Task("place", "green", "cylinder"), 21)
+        assert final["success"] == ok is True and final["step"] == steps
+        assert final["objects"] == env.state()["objects"]
+        env.close()
+        assert [s["step"] for s in statuses] == list(range(1, steps + 1))
+    finally:
+        h.executor.remove_node(sim)
+        sim.destroy_node()
+
+
+def test_camera_to_policy_to_simulated_arm(harness_factory):
+    """The whole pipeline through ROS: sim_node's camera -> vla_node -> action chunks -> sim_node steps."""
+    pytest.importorskip("mujoco", reason="the 'sim' extra (mujoco) is not installed")
+    import json
+
+    from rclpy.parameter import Parameter
+
+    from vla_pruner_ros.ros.sim_node import SimNode
+
+    h = harness_factory({"use_sim_time": True, "control.rate_hz": 5.0, "pruning.method": "vla_pruner",
+                         "pruning.keep_ratio": 0.25, "pruning.layer": 2}, instruction=None)
+    statuses = []
+    h.tester.create_subscription(String, f"{h.ns}/sim_node/status", lambda m: statuses.append(json.loads(m.data)),
+                                 100)
+    params = {"task.family": "push", "task.color": "blue", "task.shape": "cube", "task.direction": "left",
+              "seed": 4, "action_source": "action_chunk", "realtime": False, "start_delay_s": 0.5}
+    sim = SimNode(namespace=h.ns, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+                  cli_args=["--ros-args", "-r", f"action_chunk:={h.ns}/vla_node/action_chunk"])
+    h.executor.add_node(sim)
+    try:
+        assert wait_for(lambda: len(statuses) >= 8, timeout=60), f"the arm moved {len(statuses)} step(s)"
+        assert h.node.core.instruction == "push the blue cube to the left"
+        assert len(h.chunks) >= 2 and h.node.core.counters.chunks >= 2
+        assert [s["step"] for s in statuses[:8]] == list(range(1, 9))
+    finally:
+        h.executor.remove_node(sim)
+        sim.destroy_node()

@@ -93,3 +93,53 @@ def generate(robot: str):
           for name, doc in ARGUMENTS.items()),
         OpaqueFunction(function=node),
     ])
+
+
+SIM_ARGUMENTS = {
+    "method": "pruning method of vla_node",
+    "keep_ratio": "visual tokens kept per camera, in (0, 1]",
+    "model_path": "checkpoint directory or preset for vla_node; empty = the embedded model",
+    "family": "task family: pick, push or place",
+    "color": "colour of the task's object",
+    "shape": "shape of the task's object: cube, block or cylinder",
+    "seed": "seed of the first episode",
+    "action_source": "what moves the simulated arm: action_chunk (vla_node), ee_target or expert",
+}
+
+
+def sim_parameters(get: dict[str, str]) -> tuple[dict, dict]:
+    """(sim_node, vla_node) parameters for the wired simulation: bag-time clock, armed, no download."""
+    sim = {"task.family": get["family"], "task.color": get["color"], "task.shape": get["shape"],
+           "seed": int(get["seed"]), "action_source": get["action_source"], "realtime": False}
+    vla = {"use_sim_time": True, "dry_run": False, "pose_feedback": get["action_source"] == "ee_target",
+           "control.rate_hz": 5.0, "control.action_frame": "table",
+           **parameter_overrides(get["model_path"], get["method"], get["keep_ratio"], "false")}
+    return sim, vla
+
+
+def generate_sim():
+    """sim_node and vla_node wired together (needs ROS 2's launch and launch_ros)."""
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    from launch import LaunchDescription
+
+    defaults = {"method": "vla_pruner", "keep_ratio": "0.25", "model_path": "", "family": "pick", "color": "red",
+                "shape": "cube", "seed": "0", "action_source": "action_chunk"}
+
+    def nodes(context):
+        get = {k: LaunchConfiguration(k).perform(context) for k in SIM_ARGUMENTS}
+        sim, vla = sim_parameters(get)
+        return [
+            Node(package=PACKAGE, executable="sim_node", name="sim_node", output="screen", parameters=[sim],
+                 remappings=[("action_chunk", "/vla_node/action_chunk"), ("ee_target", "/vla_node/ee_target"),
+                             ("gripper", "/vla_node/gripper")]),
+            Node(package=PACKAGE, executable=EXECUTABLE, name="vla_node", output="screen", parameters=[vla]),
+        ]
+
+    return LaunchDescription([
+        *(DeclareLaunchArgument(name, default_value=defaults[name], description=doc)
+          for name, doc in SIM_ARGUMENTS.items()),
+        OpaqueFunction(function=nodes),
+    ])
