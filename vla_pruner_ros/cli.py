@@ -200,6 +200,15 @@ def cmd_sim_expert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train.trainer import TrainConfig, train
+
+    cfg = TrainConfig.from_file(args.config, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    summary = train(args.data, args.out, cfg, resume=args.resume)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -317,6 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_sim_expert)
 
+    p = sub.add_parser("train", help="train the small VLA on recorded simulator episodes")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder of episode bags (vla-pruner sim record)")
+    p.add_argument("--config", default=None, metavar="YAML", help="training settings (config/train.yaml)")
+    p.add_argument("--out", required=True, metavar="DIR", help="checkpoint/ and trainer_state.pt go here")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from OUT's last checkpoint")
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("params", help="the node's parameters with defaults and descriptions; validate a YAML")
     p.add_argument("params_file", nargs="?", default=None, help="a ROS 2 parameter file to validate and show")
     p.add_argument("--grep", default=None, help="only parameters whose name contains this")
@@ -358,11 +377,15 @@ def main(argv: list[str] | None = None) -> int:
 
     errors: tuple[type[BaseException], ...] = (ModelError, PrunerError, ValueError, FileNotFoundError,
                                                NotADirectoryError, FileExistsError)
-    if args.command in ("replay", "play"):
+    if args.command in ("replay", "play", "train"):
         from .replay.bag import BagError
         from .replay.replayer import ReplayError
 
         errors = (*errors, BagError, ReplayError)
+    if args.command == "train":
+        from .train.trainer import TrainError
+
+        errors = (*errors, TrainError)
 
     try:
         return args.func(args)

@@ -98,20 +98,27 @@ def run_node_bench(model: str = "tiny", seconds: float = 60.0, camera_hz: float 
 
     me.create_subscription(JointTrajectory, f"{ns}/vla_node/action_chunk", on_chunk, 50)
     me.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 50)
-    camera = subprocess.Popen([sys.executable, "-m", "vla_pruner_ros.bench.node_bench", "camera", ns,
-                               str(camera_hz), str(seconds + 2.0), str(size)], env=env, stdout=subprocess.PIPE,
-                              text=True)
+    camera = None
     try:
-        end = time.monotonic() + 60.0
-        while not latencies and time.monotonic() < end and node.poll() is None:  # model load and warm-up
-            executor.spin_once(timeout_sec=0.1)
+        end = time.monotonic() + 120.0
+        while not diags and time.monotonic() < end and node.poll() is None:  # model load: the node is up
+            executor.spin_once(timeout_sec=0.1)  # when its diagnostics arrive
+        if diags:
+            camera = subprocess.Popen([sys.executable, "-m", "vla_pruner_ros.bench.node_bench", "camera", ns,
+                                       str(camera_hz), str(seconds + 2.0), str(size)], env=env,
+                                      stdout=subprocess.PIPE, text=True)
+            end = time.monotonic() + 30.0
+            while not latencies and time.monotonic() < end and node.poll() is None:  # first chunk
+                executor.spin_once(timeout_sec=0.1)
         if not latencies:
             alive = node.poll() is None
             if alive:
                 node.terminate()
             _, err = node.communicate(timeout=30)
-            raise RuntimeError(f"the node produced no chunk within 60 s (node {'was running' if alive else 'exited'}, "
-                               f"{len(diags)} diagnostics received); its stderr:\n{err[-2000:]}")
+            last = diags[-1] if diags else {}
+            raise RuntimeError(f"the node produced no chunk (node {'was running' if alive else 'exited'}, "
+                               f"{len(diags)} diagnostics, frames received {last.get('frames_received')}, "
+                               f"instruction {last.get('instruction')!r}); its stderr:\n{err[-2000:]}")
         rss_start = _rss_mb(node.pid)
         n_warm = len(latencies)
         start = time.monotonic()
@@ -128,7 +135,7 @@ def run_node_bench(model: str = "tiny", seconds: float = 60.0, camera_hz: float 
         if node.poll() is None:
             node.terminate()
             node.wait(timeout=30)
-        if camera.poll() is None:
+        if camera is not None and camera.poll() is None:
             camera.kill()
         executor.shutdown()
         me.destroy_node()

@@ -1,0 +1,66 @@
+"""Training on recorded simulator episodes: a smoke run, resume, and the checkpoint as a policy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mujoco", reason="the 'sim' extra (mujoco) is not installed")
+
+from vla_pruner_ros.cli import main
+from vla_pruner_ros.model import load_model
+from vla_pruner_ros.policy import Observation, PolicyConfig, VLAPolicy
+from vla_pruner_ros.pruning import build_pruner
+from vla_pruner_ros.train.dataset import chunk_targets, load_episodes, norm_stats
+from vla_pruner_ros.train.trainer import TrainConfig, TrainError
+
+SMALL = {"image_size": 48, "patch_size": 6, "vision_dim": 32, "vision_layers": 2, "llm_dim": 64, "llm_layers": 2,
+         "llm_heads": 2, "llm_mlp": 128, "batch_size": 8, "val_every": 2, "save_every": 2, "warmup_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def episodes_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("episodes")
+    assert main(["sim", "record", "--task", "all", "--episodes", "3", "--out", str(out), "--split", "all",
+                 "--quiet"]) == 0
+    return out
+
+
+def test_dataset_reads_episodes(episodes_dir):
+    eps = load_episodes(episodes_dir, 48)
+    assert len(eps) == 3 and all(e.images.shape[1:] == (48, 48, 3) for e in eps)
+    assert all(len(e.images) == len(e.proprio) == len(e.actions) for e in eps)
+    stats = norm_stats(eps, "k")["k"]
+    assert stats["action"]["mask"] == [True] * 6 + [False] and len(stats["proprio"]["q01"]) == 8
+    tail = chunk_targets(eps[0].actions, len(eps[0].actions) - 2, 8)
+    assert np.all(tail[2:, :6] == 0) and np.all(tail[2:, 6] == eps[0].actions[-1, 6])
+
+
+def test_train_resume_and_use(episodes_dir, tmp_path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(json.dumps({**SMALL, "steps": 3}))
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(episodes_dir), "--config", str(cfg), "--out", str(out)]) == 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 3 and np.isfinite(summary["train_loss"]) and np.isfinite(summary["val_loss"])
+    assert main(["train", "--data", str(episodes_dir), "--config", str(cfg), "--out", str(out), "--steps", "4",
+                 "--resume"]) == 0
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 4
+    model, tok = load_model(out / "checkpoint")
+    assert model.config.tokens_per_camera == 64 and "sim_tabletop" in model.config.norm_stats
+    policy = VLAPolicy(model, tok, build_pruner("vla_pruner", keep_ratio=0.5, layer=1, action_layer=1),
+                       PolicyConfig(unnorm_key="sim_tabletop"))
+    eps = load_episodes(episodes_dir, 48)
+    chunk = policy.step(Observation([eps[0].images[0]], eps[0].instruction, eps[0].proprio[0]))
+    assert chunk.actions.shape == (8, 7) and np.all(np.isfinite(chunk.actions))
+
+
+def test_bad_training_input(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "holds no episode bags" in capsys.readouterr().err
+    with pytest.raises(TrainError, match="multiple of patch_size"):
+        TrainConfig(image_size=50, patch_size=8)
+    with pytest.raises(TrainError, match=r"unknown training setting\(s\) \['lr_max'\]"):
+        TrainConfig.from_file(None, lr_max=1.0)

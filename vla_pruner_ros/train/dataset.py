@@ -1,0 +1,98 @@
+"""Training data from recorded simulator bags: per step the camera frame, the instruction, the
+proprio (end-effector pose + finger opening) and the expert's next ``chunk_len`` actions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..images import compressed_to_rgb, image_to_rgb
+from ..replay.bag import Bag, BagError
+
+IMAGE_TOPICS = ("/camera/image", "/camera/image/compressed")
+
+
+@dataclass
+class Episode:
+    name: str
+    instruction: str
+    images: np.ndarray  # (T, S, S, 3) uint8 at the training resolution
+    proprio: np.ndarray  # (T, 8)
+    actions: np.ndarray  # (T, 7) expert action taken at each frame (the last frame: hold)
+    held_out: bool
+    success: bool
+
+
+def load_episode(path: Path, image_size: int) -> Episode:
+    with Bag(path) as bag:
+        image_topic = next((t for t in IMAGE_TOPICS if t in bag.topics), None)
+        needed = ["/instruction", "/ee_pose", "/gripper", "/expert/action", "/episode"]
+        missing = [t for t in needed if t not in bag.topics]
+        if image_topic is None or missing:
+            raise BagError(f"{path} is not a recorded simulator episode (missing {missing or list(IMAGE_TOPICS)}); "
+                           f"its topics are:\n{bag.describe()}")
+        msgs = bag.messages([image_topic, *needed])
+    by_topic: dict[str, list] = {}
+    for m in msgs:
+        by_topic.setdefault(m.topic, []).append(m)
+    frames = []
+    for m in by_topic[image_topic]:
+        rgb = compressed_to_rgb(m.msg) if image_topic.endswith("compressed") else image_to_rgb(m.msg)
+        if rgb.shape[:2] != (image_size, image_size):
+            rgb = cv2.resize(rgb, (image_size, image_size), interpolation=cv2.INTER_AREA)
+        frames.append(rgb)
+    poses = [m.msg.pose for m in by_topic["/ee_pose"]]
+    grip = [m.msg.data for m in by_topic["/gripper"]]
+    proprio = np.array([[p.position.x, p.position.y, p.position.z, p.orientation.x, p.orientation.y,
+                         p.orientation.z, p.orientation.w, g] for p, g in zip(poses, grip, strict=True)], np.float32)
+    actions = np.array([m.msg.points[0].positions for m in by_topic["/expert/action"]], np.float32)
+    n = len(frames)
+    if len(actions) == n - 1:  # the last frame has no action: hold still with the last gripper command
+        actions = np.concatenate([actions, [[0, 0, 0, 0, 0, 0, actions[-1, 6]]]]).astype(np.float32)
+    info = json.loads(by_topic["/episode"][-1].msg.data)
+    return Episode(path.name, by_topic["/instruction"][0].msg.data, np.stack(frames), proprio[:n], actions[:n],
+                   bool(info.get("held_out", False)), bool(info.get("success", False)))
+
+
+def load_episodes(data_dir: str | Path, image_size: int, progress=None) -> list[Episode]:
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise BagError(f"{data_dir} is not a directory of recorded episodes")
+    paths = sorted(p for p in data_dir.iterdir() if (p / "metadata.yaml").exists())
+    if not paths:
+        raise BagError(f"{data_dir} holds no episode bags (folders with metadata.yaml); record some with "
+                       "`vla-pruner sim record`")
+    out = []
+    for i, p in enumerate(paths):
+        out.append(load_episode(p, image_size))
+        if progress:
+            progress(i + 1, len(paths), 1.0)
+    return out
+
+
+def bounds(x: np.ndarray) -> dict[str, list]:
+    return {"q01": np.quantile(x, 0.01, axis=0).tolist(), "q99": np.quantile(x, 0.99, axis=0).tolist(),
+            "mean": x.mean(0).tolist(), "std": x.std(0).tolist(), "min": x.min(0).tolist(), "max": x.max(0).tolist()}
+
+
+def norm_stats(episodes: list[Episode], key: str = "sim_tabletop") -> dict:
+    """OpenVLA-style statistics; the gripper (absolute, already 0..1) is not normalised (mask False)."""
+    actions = np.concatenate([e.actions for e in episodes])
+    proprio = np.concatenate([e.proprio for e in episodes])
+    action = bounds(actions)
+    action["mask"] = [True] * (actions.shape[1] - 1) + [False]
+    return {key: {"action": action, "proprio": bounds(proprio), "num_trajectories": len(episodes),
+                  "num_transitions": int(len(actions))}}
+
+
+def chunk_targets(actions: np.ndarray, t: int, chunk_len: int) -> np.ndarray:
+    """The next ``chunk_len`` actions from step t; past the end: no motion, the last gripper command."""
+    out = np.zeros((chunk_len, actions.shape[1]), np.float32)
+    take = actions[t:t + chunk_len]
+    out[:len(take)] = take
+    out[len(take):, -1] = actions[-1, -1]
+    return out

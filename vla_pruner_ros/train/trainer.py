@@ -1,0 +1,245 @@
+"""``vla-pruner train``: a small model of the project's own architecture family on simulator demos.
+
+Same classes as the OpenVLA implementation (fused DINOv2-reg + SigLIP towers, projector, Llama,
+OFT-style chunked L1 head with a proprio token), at a size that trains on a 2-core CPU. Batches
+hold prompts of one token length (bucketed), so no padding enters the model and training sees
+exactly the layout inference sees. Validation uses the held-out episodes. Checkpoints are regular
+checkpoint directories (``checkpoint/``) plus ``trainer_state.pt`` to resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model import build_model, build_tokenizer, load_checkpoint, save_checkpoint
+from ..model.actions import ActionNormalizer
+from ..model.config import VLAConfig
+from ..model.tokenizer import encode_prompt
+from ..model.vision import preprocess_images
+from ..yaml_file import load_yaml
+from .dataset import Episode, chunk_targets, load_episodes, norm_stats
+
+NORM_KEY = "sim_tabletop"
+
+
+class TrainError(ValueError):
+    """A training configuration or data problem, named."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Attributes: model sizes (image_size / patch_size = tokens per side), optimisation, augmentation."""
+
+    image_size: int = 96
+    patch_size: int = 8  # 12 x 12 = 144 visual tokens
+    vision_dim: int = 64
+    vision_layers: int = 3  # the second-to-last block's output is used, as OpenVLA
+    vision_heads: int = 2
+    llm_dim: int = 192
+    llm_layers: int = 4
+    llm_heads: int = 4
+    llm_mlp: int = 512
+    chunk_len: int = 8
+    batch_size: int = 32
+    steps: int = 3000
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    shift_px: int = 4  # random translation augmentation
+    color_jitter: float = 0.1  # brightness/contrast jitter
+    val_every: int = 250
+    save_every: int = 250
+    seed: int = 0
+    threads: int = 0  # 0 = torch's default
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise TrainError(f"image_size={self.image_size} must be a multiple of patch_size={self.patch_size}")
+        if (self.image_size // self.patch_size) ** 2 < 16:
+            raise TrainError("fewer than 16 visual tokens per camera leaves nothing to prune")
+        if not 4 <= self.chunk_len <= 8 and self.chunk_len != 1:
+            raise TrainError(f"chunk_len={self.chunk_len}; expected 4..8")
+        for name in ("batch_size", "steps", "val_every", "save_every"):
+            if getattr(self, name) < 1:
+                raise TrainError(f"{name}={getattr(self, name)} must be >= 1")
+
+    @classmethod
+    def from_file(cls, path: str | Path | None, **overrides) -> TrainConfig:
+        data = load_yaml(path, "training config", TrainError) if path else {}
+        data = {**(data or {}), **{k: v for k, v in overrides.items() if v is not None}}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise TrainError(f"unknown training setting(s) {unknown}; valid: {sorted(names)}")
+        return cls(**data)
+
+    def model_config(self, vocab: int, stats: dict) -> VLAConfig:
+        tower = dict(hidden_size=self.vision_dim, num_hidden_layers=self.vision_layers,
+                     num_attention_heads=self.vision_heads, patch_size=self.patch_size, image_size=self.image_size,
+                     layer_norm_eps=1e-6, hidden_act="gelu")
+        dino = {**tower, "mlp_ratio": 4, "num_register_tokens": 4, "qkv_bias": True, "use_swiglu_ffn": False,
+                "layerscale_value": 1.0}
+        siglip = {**tower, "intermediate_size": 4 * self.vision_dim}
+        text = dict(hidden_size=self.llm_dim, intermediate_size=self.llm_mlp, num_hidden_layers=self.llm_layers,
+                    num_attention_heads=self.llm_heads, num_key_value_heads=self.llm_heads, rms_norm_eps=1e-6,
+                    vocab_size=int(math.ceil(vocab / 64) * 64), pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                    tie_word_embeddings=False, max_position_embeddings=1024, rope_theta=10000.0)
+        return VLAConfig(featurizer=dino, fused_featurizer=siglip, text_config=text, name="sim-tabletop",
+                         head="chunk", chunk_len=self.chunk_len, proprio_dim=8, action_token_base=vocab,
+                         norm_stats=stats)
+
+
+def augment(image: np.ndarray, rng: np.random.Generator, shift: int, jitter: float) -> np.ndarray:
+    if shift:
+        padded = np.pad(image, ((shift, shift), (shift, shift), (0, 0)), mode="edge")
+        dy, dx = rng.integers(0, 2 * shift + 1, size=2)
+        image = padded[dy:dy + image.shape[0], dx:dx + image.shape[1]]
+    if jitter:
+        gain = 1.0 + rng.uniform(-jitter, jitter)
+        bias = 255.0 * rng.uniform(-jitter, jitter) / 2
+        image = np.clip(image.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    return image
+
+
+class Batches:
+    """Samples (episode, step) grouped by prompt length; yields model-ready tensors."""
+
+    def __init__(self, episodes: list[Episode], tokenizer, model_config: VLAConfig, cfg: TrainConfig) -> None:
+        self.episodes, self.cfg, self.mcfg = episodes, cfg, model_config
+        self.normalizer = ActionNormalizer(model_config.norm_stats, NORM_KEY, model_config.action_dim)
+        stats = model_config.norm_stats[NORM_KEY]["proprio"]
+        self.p_low, self.p_high = np.array(stats["q01"]), np.array(stats["q99"])
+        self.ids = [encode_prompt(tokenizer, model_config.prompt_template.format(instruction=e.instruction.lower()),
+                                  None) for e in episodes]
+        self.buckets: dict[int, list[tuple[int, int]]] = {}
+        for i, e in enumerate(episodes):
+            for t in range(len(e.images)):
+                self.buckets.setdefault(len(self.ids[i]), []).append((i, t))
+        self.sizes = np.array([len(v) for v in self.buckets.values()], float)
+
+    def __len__(self) -> int:
+        return int(self.sizes.sum())
+
+    def proprio(self, p: np.ndarray) -> np.ndarray:
+        span = np.where(self.p_high > self.p_low, self.p_high - self.p_low, 1.0)
+        return np.clip(2.0 * (p - self.p_low) / span - 1.0, -1.0, 1.0)
+
+    def make(self, items: list[tuple[int, int]], rng: np.random.Generator | None):
+        cfg = self.cfg
+        images, proprio, targets = [], [], []
+        for i, t in items:
+            e = self.episodes[i]
+            img = e.images[t] if rng is None else augment(e.images[t], rng, cfg.shift_px, cfg.color_jitter)
+            images.append(img)
+            proprio.append(self.proprio(e.proprio[t]))
+            targets.append(self.normalizer.normalize(chunk_targets(e.actions, t, cfg.chunk_len)))
+        pixel = preprocess_images(images, self.mcfg).unsqueeze(1)  # (B, 1, 6, S, S)
+        ids = torch.tensor([self.ids[items[0][0]]] * len(items))
+        return pixel, ids, torch.tensor(np.array(proprio), dtype=torch.float32), \
+            torch.tensor(np.array(targets), dtype=torch.float32)
+
+    def sample(self, rng: np.random.Generator):
+        keys = list(self.buckets)
+        bucket = self.buckets[keys[rng.choice(len(keys), p=self.sizes / self.sizes.sum())]]
+        picks = rng.choice(len(bucket), size=min(self.cfg.batch_size, len(bucket)), replace=len(bucket) <
+                           self.cfg.batch_size)
+        return self.make([bucket[k] for k in picks], rng)
+
+    def all_batches(self):
+        for bucket in self.buckets.values():
+            for k in range(0, len(bucket), self.cfg.batch_size):
+                yield self.make(bucket[k:k + self.cfg.batch_size], None)
+
+
+def chunk_loss(model, pixel, ids, proprio, targets) -> torch.Tensor:
+    visual = model.encode_images(pixel)
+    embeds, layout = model.build_inputs(visual, ids, proprio)
+    res = model.run_llm(embeds, layout)
+    rows = torch.arange(*layout.actions)
+    pred = model.action_head(res.hidden[:, rows])  # (B, T, A)
+    return (pred - targets).abs().mean()
+
+
+def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: bool = False, log=None) -> dict:
+    """Train; returns a summary (steps, train/val loss, seconds). Writes ``out_dir/checkpoint``."""
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    episodes = load_episodes(data_dir, cfg.image_size)
+    train_eps = [e for e in episodes if not e.held_out]
+    val_eps = [e for e in episodes if e.held_out] or train_eps[-max(1, len(train_eps) // 10):]
+    if not train_eps:
+        raise TrainError(f"{data_dir} has only held-out episodes; record training ones with --split train")
+    tokenizer = build_tokenizer()
+    state_path, ckpt = out_dir / "trainer_state.pt", out_dir / "checkpoint"
+    step = 0
+    if resume and state_path.exists():
+        model = load_checkpoint(ckpt).train()
+        state = torch.load(state_path, weights_only=False)
+        step = int(state["step"])
+        rng.bit_generator.state = state["rng"]
+        log(f"resuming from step {step}")
+    else:
+        model = build_model(cfg.model_config(len(tokenizer), norm_stats(train_eps, NORM_KEY)), seed=cfg.seed).train()
+    mcfg = model.config
+    train_b, val_b = Batches(train_eps, tokenizer, mcfg, cfg), Batches(val_eps, tokenizer, mcfg, cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if resume and state_path.exists():
+        opt.load_state_dict(state["optimizer"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, s / cfg.steps))), last_epoch=step - 1 if step else -1)
+    log(f"{len(train_eps)} training episodes ({len(train_b)} samples), {len(val_eps)} validation episodes; "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters; {mcfg.tokens_per_camera} visual tokens")
+    start, losses, val = time.time(), [], float("nan")
+
+    def validate() -> float:
+        model.eval()
+        with torch.no_grad():
+            total, n = 0.0, 0
+            for batch in val_b.all_batches():
+                total += float(chunk_loss(model, *batch)) * len(batch[0])
+                n += len(batch[0])
+        model.train()
+        return total / max(n, 1)
+
+    def save() -> None:
+        save_checkpoint(model, ckpt, tokenizer)
+        torch.save({"step": step, "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
+                    "config": dataclasses.asdict(cfg)}, state_path)
+
+    while step < cfg.steps:
+        loss = chunk_loss(model, *train_b.sample(rng))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        schedule.step()
+        step += 1
+        losses.append(float(loss))
+        if step % 10 == 0 or step == cfg.steps:
+            rate = step / max(time.time() - start, 1e-9) if not resume else 0
+            log(f"step {step}/{cfg.steps}  loss {np.mean(losses[-10:]):.4f}  val {val:.4f}  "
+                f"lr {schedule.get_last_lr()[0]:.2e}  {rate:.2f} steps/s")
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            val = validate()
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save()
+    summary = {"steps": step, "train_loss": float(np.mean(losses[-50:])) if losses else None, "val_loss": val,
+               "seconds": round(time.time() - start, 1), "train_episodes": len(train_eps),
+               "val_episodes": len(val_eps), "checkpoint": str(ckpt)}
+    (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
