@@ -138,3 +138,17 @@ def test_recorded_episode_replays(tmp_path):
                  "--reference-topic", "/expert/action", "--report", str(report), "--quiet"]) == 0
     r = json.loads(report.read_text())
     assert r["methods"]["fastv"]["chunks"] >= 2 and r["methods"]["none"]["error_vs_reference"] is not None
+
+
+def test_closed_loop_eval_table(tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    md = tmp_path / "eval.md"
+    assert main(["eval", "--model", "tiny", "--methods", "none,fastv", "--keep", "0.5", "--episodes", "1",
+                 "--json", str(out), "--md", str(md), "--quiet"]) == 0
+    rep = json.loads(out.read_text())
+    assert [(r["method"], r["keep"]) for r in rep["rows"]] == [("none", 1.0), ("fastv", 0.5)]
+    none, fastv = rep["rows"]
+    assert set(none["success"]) == {"pick", "push", "place"} and none["speedup"] == 1.0
+    assert fastv["tokens_kept"] == 32.0 and fastv["llm_flops_ratio"] < 1 and none["tick_ms"] > 0
+    assert md.read_text().startswith("| method | keep | pick | push | place |")
+    assert "| fastv | 50.0% |" in capsys.readouterr().out

@@ -209,6 +209,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .progress import Progress
+
+    _sim()
+    from .sim.evaluate import evaluate, markdown, write
+
+    if args.episodes < 1:
+        raise ValueError(f"--episodes {args.episodes} must be >= 1")
+    rep = evaluate(args.model, args.methods, args.keep, args.episodes, args.seed, args.split,
+                   progress=None if args.quiet else Progress("eval", "episodes"))
+    print(markdown(rep))
+    write(rep, args.json, args.md)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -335,6 +350,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--resume", action="store_true", help="continue from OUT's last checkpoint")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="closed-loop task success per pruning method in the simulator")
+    p.add_argument("--model", default="small", help="checkpoint directory (the trained model) or preset")
+    p.add_argument("--methods", type=_names, default=("none", "random", "fastv", "divprune", "vla_pruner", "vla_iap",
+                                                       "hybrid"))
+    p.add_argument("--keep", type=_floats, default=(0.5, 0.25, 0.125))
+    p.add_argument("--episodes", type=int, default=20, help="episodes per task family (same seeds for every method)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", choices=["eval", "train", "all"], default="eval",
+                   help="eval: the held-out colour/shape combinations")
+    p.add_argument("--json", default=None, metavar="PATH")
+    p.add_argument("--md", default=None, metavar="PATH", help="also write the table as Markdown")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("params", help="the node's parameters with defaults and descriptions; validate a YAML")
     p.add_argument("params_file", nargs="?", default=None, help="a ROS 2 parameter file to validate and show")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .policy import ActionChunk, NonFiniteActionError, Observation, VLAPolicy
-from .safety import SafetyFilter, UnsafeActionError, integrate_deltas, quat_to_matrix
+from .safety import SafetyFilter, UnsafeActionError, integrate_deltas
 
 EPS = 1e-6
 
@@ -302,9 +302,7 @@ def _blend(old: Plan, new: Plan, weight_old: float) -> None:
 
 
 def _pose_proprio(pose: Pose, dim: int, last: StepCommand | None) -> np.ndarray:
-    """Proprio from the measured pose: position, orientation as rpy, gripper command (padded/cut to dim)."""
-    m = quat_to_matrix(pose.orientation)
-    pitch = -math.asin(max(-1.0, min(1.0, m[2, 0])))
-    rpy = np.array([math.atan2(m[2, 1], m[2, 2]), pitch, math.atan2(m[1, 0], m[0, 0])])
-    values = np.concatenate([pose.position, rpy, [last.gripper if last is not None else 0.0]])
+    """The policy's proprio: end-effector position (3), orientation quaternion x, y, z, w (4) and the
+    last gripper command (1 = open before any command): 8 values, padded or cut to ``dim``."""
+    values = np.concatenate([pose.position, pose.orientation, [last.gripper if last is not None else 1.0]])
     return np.resize(values, dim) if len(values) < dim else values[:dim]

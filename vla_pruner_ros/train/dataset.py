@@ -1,5 +1,6 @@
 """Training data from recorded simulator bags: per step the camera frame, the instruction, the
-proprio (end-effector pose + finger opening) and the expert's next ``chunk_len`` actions."""
+proprio (end-effector pose + last gripper command, as ``ControlCore`` builds it at run time) and
+the expert's next ``chunk_len`` actions."""
 
 from __future__ import annotations
 
@@ -46,10 +47,12 @@ def load_episode(path: Path, image_size: int) -> Episode:
             rgb = cv2.resize(rgb, (image_size, image_size), interpolation=cv2.INTER_AREA)
         frames.append(rgb)
     poses = [m.msg.pose for m in by_topic["/ee_pose"]]
-    grip = [m.msg.data for m in by_topic["/gripper"]]
-    proprio = np.array([[p.position.x, p.position.y, p.position.z, p.orientation.x, p.orientation.y,
-                         p.orientation.z, p.orientation.w, g] for p, g in zip(poses, grip, strict=True)], np.float32)
     actions = np.array([m.msg.points[0].positions for m in by_topic["/expert/action"]], np.float32)
+    # The proprio ControlCore gives the policy: pose and the last gripper command (1 = open at first).
+    last_grip = np.concatenate([[1.0], actions[:, 6]])
+    proprio = np.array([[p.position.x, p.position.y, p.position.z, p.orientation.x, p.orientation.y,
+                         p.orientation.z, p.orientation.w, last_grip[min(i, len(last_grip) - 1)]]
+                        for i, p in enumerate(poses)], np.float32)
     n = len(frames)
     if len(actions) == n - 1:  # the last frame has no action: hold still with the last gripper command
         actions = np.concatenate([actions, [[0, 0, 0, 0, 0, 0, actions[-1, 6]]]]).astype(np.float32)

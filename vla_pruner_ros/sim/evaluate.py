@@ -1,0 +1,149 @@
+"""``vla-pruner eval``: closed-loop task success of each pruning method in the simulator.
+
+Every method and keep ratio runs the same seeded episodes (held-out colour/shape combinations by
+default). Each control step goes through the same ``ControlCore`` the node and replay use, on
+simulation time: the newest frame and the end-effector pose in, a chunk planned when due (whole
+chunks executed open loop, as OpenVLA-OFT), the step's action out to the simulator. Reported in
+the shape of the papers' Table 1: success per task family and on average, success relative to the
+unpruned model, LLM FLOPs, median tick latency and speedup versus unpruned measured in this run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..control import ControlCore
+from ..safety import SafetyFilter
+from ..settings import NodeSettings, build_policy, settings_from_flat
+from .env import LIMITS, TabletopEnv
+from .record import choose_tasks
+from .tasks import FAMILIES
+
+
+@dataclass
+class MethodResult:
+    method: str
+    keep: float
+    successes: dict[str, list[bool]] = field(default_factory=dict)
+    latency_ms: list[float] = field(default_factory=list)
+    flops: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+
+    def rate(self, family: str | None = None) -> float:
+        vals = [v for f, vs in self.successes.items() if family in (None, f) for v in vs]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    def stderr(self, family: str | None = None) -> float:
+        vals = [v for f, vs in self.successes.items() if family in (None, f) for v in vs]
+        p = self.rate(family)
+        return math.sqrt(p * (1 - p) / len(vals)) if vals else float("nan")
+
+
+def run_episode(core: ControlCore, env: TabletopEnv, task, seed: int, result: MethodResult) -> bool:
+    obs = env.reset(seed, task)
+    core.reset()
+    core.set_instruction(task.instruction)
+    t, done, success = 1.0, False, False
+    while not done:
+        core.set_image(0, obs.image, t)
+        core.set_pose(obs.ee_position, obs.ee_orientation, t)
+        plan = core.run_plan(t)
+        if plan is not None:
+            s = plan.chunk.stats
+            result.latency_ms.append(s.latency_ms["total"])
+            result.flops.append(s.llm_flops_ratio)
+            result.tokens.append(sum(s.tokens_kept))
+        cmd = core.command(t)
+        if cmd is None:  # nothing planned yet: stay, gripper open
+            action = np.array([0, 0, 0, 0, 0, 0, 1.0])
+        elif cmd.hold:  # no new step: stay, keep the gripper as it is
+            action = np.array([0, 0, 0, 0, 0, 0, cmd.gripper])
+        else:
+            action = cmd.delta
+        obs, success, done = env.step(action)
+        t += env.dt
+    return bool(success)
+
+
+def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...], episodes: int, seed: int = 0,
+             split: str = "eval", families: tuple[str, ...] = FAMILIES, params: dict | None = None,
+             progress=None) -> dict:
+    base: NodeSettings = settings_from_flat({"model.path": model_path, "control.rate_hz": 5.0,
+                                             "safety.max_translation_step": LIMITS.max_translation_step,
+                                             "safety.max_rotation_step": LIMITS.max_rotation_step,
+                                             "safety.workspace_min": list(LIMITS.workspace_min),
+                                             "safety.workspace_max": list(LIMITS.workspace_max),
+                                             "safety.image_timeout_s": 1.0, **(params or {})})
+    from ..settings import load_settings_model
+
+    model, tokenizer = load_settings_model(base)
+    size = model.config.image_size
+    env = TabletopEnv(image_size=size, control_hz=base.control.rate_hz)
+    configs = [("none", 1.0)] + [(m, k) for m in methods if m != "none" for k in keeps]
+    tasks = {f: choose_tasks(f, split, episodes, seed) for f in families}
+    results = []
+    start = time.time()
+    total = len(configs) * len(families) * episodes
+    done = 0
+    try:
+        for method, keep in configs:
+            pruning = dataclasses.replace(base.pruning, method=method, keep_ratio=keep)
+            policy = build_policy(dataclasses.replace(base, pruning=pruning), model, tokenizer)
+            core = ControlCore(policy, base.control, SafetyFilter(base.safety))
+            r = MethodResult(method, keep)
+            for f in families:
+                r.successes[f] = []
+                for i, task in enumerate(tasks[f]):
+                    r.successes[f].append(run_episode(core, env, task, seed * 100_000 + 50_000 + i, r))
+                    done += 1
+                    if progress:
+                        progress(done, total, time.time() - start)
+            results.append(r)
+    finally:
+        env.close()
+    return report(results, families, {"model": model_path, "episodes_per_family": episodes, "seed": seed,
+                                      "split": split, "seconds": round(time.time() - start, 1)})
+
+
+def report(results: list[MethodResult], families: tuple[str, ...], meta: dict) -> dict:
+    ref = results[0]
+    ref_lat = float(np.median(ref.latency_ms)) if ref.latency_ms else float("nan")
+    rows = []
+    for r in results:
+        lat = float(np.median(r.latency_ms)) if r.latency_ms else float("nan")
+        rows.append({
+            "method": r.method, "keep": r.keep,
+            "success": {f: round(100 * r.rate(f), 1) for f in families},
+            "success_avg": round(100 * r.rate(), 1), "stderr_avg": round(100 * r.stderr(), 1),
+            "relative_success": round(100 * r.rate() / ref.rate(), 1) if ref.rate() > 0 else None,
+            "llm_flops_ratio": round(float(np.mean(r.flops)), 3) if r.flops else None,
+            "tokens_kept": round(float(np.mean(r.tokens)), 1) if r.tokens else None,
+            "tick_ms": round(lat, 1), "speedup": round(ref_lat / lat, 2) if lat else None,
+        })
+    return {"meta": meta, "families": list(families), "rows": rows}
+
+
+def markdown(rep: dict) -> str:
+    fams = rep["families"]
+    head = ("| method | keep | " + " | ".join(fams) + " | avg (± s.e.) | rel. | LLM FLOPs | tokens | tick ms | "
+            "speedup |")
+    lines = [head, "|" + "---|" * (len(fams) + 8)]
+    for r in rep["rows"]:
+        lines.append(f"| {r['method']} | {100 * r['keep']:.1f}% | " + " | ".join(f"{r['success'][f]:.1f}" for f in fams)
+                     + f" | {r['success_avg']:.1f} ± {r['stderr_avg']:.1f} | {r['relative_success']} | "
+                       f"{r['llm_flops_ratio']} | {r['tokens_kept']} | {r['tick_ms']} | {r['speedup']}x |")
+    return "\n".join(lines)
+
+
+def write(rep: dict, json_path: str | None, md_path: str | None) -> None:
+    if json_path:
+        Path(json_path).write_text(json.dumps(rep, indent=2))
+    if md_path:
+        Path(md_path).write_text(markdown(rep) + "\n")
