@@ -29,7 +29,7 @@ def test_rendering_works_offscreen(env):
     assert obs.image.std() > 10  # a scene, not a blank frame
     red = (obs.image[..., 0] > 150) & (obs.image[..., 1] < 80) & (obs.image[..., 2] < 80)
     assert red.sum() > 5  # the red cube is in view
-    assert obs.proprio.shape == (8,)
+    assert obs.ee_position.shape == (3,) and obs.ee_orientation.shape == (4,) and obs.gripper > 0.08  # open
 
 
 def test_same_seed_same_frames_and_states(env):

@@ -59,9 +59,6 @@ class TickStats:
     llm_flops_ratio: float  # versus the same tick unpruned
     phase: str  # interaction phase of the pruner's state (approach | interaction)
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass
 class ActionChunk:

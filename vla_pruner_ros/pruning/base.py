@@ -13,7 +13,6 @@ explicit ``TemporalState`` that the policy owns and passes in. Per tick:
 from __future__ import annotations
 
 import abc
-import dataclasses
 import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -171,6 +170,3 @@ class Pruner(abc.ABC):
                 local = self.select(cam_in, k, ctx)
             kept.append(local + lo)
         return torch.cat(kept, dim=1)
-
-    def describe(self) -> dict[str, Any]:
-        return {"method": self.name, **dataclasses.asdict(self.config)}

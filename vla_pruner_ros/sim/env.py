@@ -8,13 +8,12 @@ placing stay physical. The base frame is the table's: x forward, y left, z up, t
 
 Actions are 7-D end-effector deltas ``(dx, dy, dz, droll, dpitch, dyaw, gripper)`` as in
 ``config/widowx.yaml``: per step at most 0.05 m of translation (norm) and 0.25 rad per axis; the
-gripper command is absolute, 1 = open, 0 = closed. Proprio: end-effector position (3), orientation
-quaternion (x, y, z, w) and finger opening (m): 8 values.
+gripper command is absolute, 1 = open, 0 = closed. Observations: the camera frame, the measured
+end-effector pose and the finger opening (the policy's proprio is built by ``ControlCore``).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
@@ -41,10 +40,6 @@ class Observation:
     ee_position: np.ndarray  # (3,)
     ee_orientation: np.ndarray  # (4,) x, y, z, w
     gripper: float  # finger opening (m), 0 = closed
-
-    @property
-    def proprio(self) -> np.ndarray:
-        return np.concatenate([self.ee_position, self.ee_orientation, [self.gripper]])
 
 
 @dataclass
@@ -271,7 +266,3 @@ class TabletopEnv:
         return {"objects": {o.name: self.object_position(o.name).tolist() for o in self.objects},
                 "ee": self.ee_pose()[0].tolist(), "gripper": self.gripper_opening(), "step": self.steps}
 
-
-def quat_yaw(q: np.ndarray) -> float:
-    m = quat_to_matrix(q)
-    return math.atan2(m[1, 0], m[0, 0])

@@ -228,7 +228,7 @@ def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: b
         opt.step()
         schedule.step()
         step += 1
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 10 == 0 or step == cfg.steps:
             rate = step / max(time.time() - start, 1e-9) if not resume else 0
             log(f"step {step}/{cfg.steps}  loss {np.mean(losses[-10:]):.4f}  val {val:.4f}  "
