@@ -22,12 +22,9 @@ import threading
 from collections import OrderedDict, deque
 
 import numpy as np
-import rclpy
-import rclpy.exceptions
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -49,6 +46,7 @@ from .conversions import (
     stamp_to_seconds,
     targets_to_multidof,
 )
+from .spin import run_node
 
 THROTTLE_S = 5.0
 
@@ -304,26 +302,7 @@ def main(args: list[str] | None = None) -> int:
     from ..model.errors import ModelError
     from ..pruning.errors import PrunerError
 
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = VLANode()
-        # One executor thread: rclpy's MultiThreadedExecutor contends for the GIL with the planner thread
-        # so hard that a 60 Hz camera made a 0.2 s tick take seconds (measured); callbacks here are light.
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (SettingsError, ModelError, PrunerError, FileNotFoundError, ValueError,
-            rclpy.exceptions.InvalidParameterTypeException) as err:
-        print(f"vla_node: error: {err}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(VLANode, "vla_node", (SettingsError, ModelError, PrunerError, FileNotFoundError, ValueError), args)
 
 
 if __name__ == "__main__":
