@@ -21,7 +21,7 @@ from ..policy import DEFAULT_ACTION_NAMES
 from ..replay import writer as W
 from .env import TabletopEnv
 from .expert import run_episode
-from .tasks import Task, all_tasks
+from .tasks import FAMILIES, Task, all_tasks
 
 FRAME = "table"
 T_START = 1.0  # stamps start here: a zero stamp means "unset" to ROS tools
@@ -43,9 +43,15 @@ class RecordSummary:
 
 
 def choose_tasks(family: str, split: str, episodes: int, seed: int) -> list[Task]:
-    tasks = all_tasks(family, split)
+    """Seeded tasks: families in turn (so ``all`` is balanced across families), a random task of each."""
+    families = FAMILIES if family in (None, "all") else (family,)
+    pools = {f: all_tasks(f, split) for f in families}
     rng = np.random.default_rng(seed)
-    return [tasks[int(i)] for i in rng.integers(0, len(tasks), size=episodes)]
+    out = []
+    for i in range(episodes):
+        pool = pools[families[i % len(families)]]
+        out.append(pool[int(rng.integers(0, len(pool)))])
+    return out
 
 
 def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: Path, compressed: bool = False,
