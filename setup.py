@@ -23,6 +23,8 @@ setup(
     description="ROS 2 VLA inference node with visual token pruning",
     license="MIT",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    # The embedded model (trained on the simulator) and a recorded sample episode.
+    package_data={PACKAGE: ["models/*/*", "data/*/*"]},
     python_requires=">=3.10",
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

@@ -237,3 +237,13 @@ def test_start_and_end_select_a_window(tmp_path, capsys):
     assert r["methods"]["none"]["chunks"] >= 1  # the instruction sent at 0 s still holds
     replay(bag, "--start", "50", tmp=tmp_path, expect=2)
     assert "no messages between --start 50.0" in capsys.readouterr().err
+
+
+def test_shipped_sample_episode_replays(tmp_path):
+    from vla_pruner_ros.cli import SAMPLE_EPISODE
+
+    with Bag(SAMPLE_EPISODE) as b:
+        assert b.topics["/camera/image/compressed"].count >= 20 and b.topics["/instruction"].count == 1
+    r = replay(SAMPLE_EPISODE, "--compare", "vla_pruner", "--keep", "0.25", "--reference-topic", "/expert/action",
+               tmp=tmp_path)
+    assert r["meta"]["instruction_topic"] == "/instruction" and r["methods"]["vla_pruner"]["chunks"] >= 3

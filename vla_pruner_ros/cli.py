@@ -12,8 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_MODEL = "small"
-
 
 def _floats(text: str) -> tuple[float, ...]:
     try:
@@ -30,10 +28,10 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .model import PRESET_NAMES, VLAConfig, build_model, build_preset
+    from .model import PRESET_NAMES, VLAConfig, build_model, build_preset, resolve_model_path
     from .model.checkpoint import INDEX_FILE, export_state_dict
 
-    path = Path(args.checkpoint)
+    path = Path(resolve_model_path(args.checkpoint))
     if path.is_dir():
         overrides = {"head": args.head, "chunk_len": 8} if args.head == "chunk" else {}
         cfg = VLAConfig.from_file(path / "config.json", **overrides)
@@ -217,14 +215,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes} must be >= 1")
-    rep = evaluate(args.model, args.methods, args.keep, args.episodes, args.seed, args.split,
+    rep = evaluate(args.model, args.methods, args.keep, args.episodes, args.seed, args.split, layer=args.layer,
                    progress=None if args.quiet else Progress("eval", "episodes"))
     print(markdown(rep))
     write(rep, args.json, args.md)
     return 0
 
 
+SAMPLE_EPISODE = Path(__file__).resolve().parent / "data" / "sample_episode"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The README's main job: with the embedded model and the shipped episode, a replay comparing every
+    method; otherwise (or with --synthetic) the policy on generated frames."""
+    from .model import EMBEDDED_DIR
+
+    model = args.model
+    if model == "auto":
+        shipped = (EMBEDDED_DIR / "config.json").exists() and (SAMPLE_EPISODE / "metadata.yaml").exists()
+        model = "embedded" if shipped and not args.synthetic else "small"
+        if model == "embedded":
+            from .pruning import PRUNERS
+            from .replay.command import ReplayArgs, print_summary, run_replay
+
+            methods = tuple(m for m in (args.methods or PRUNERS) if m != "none")
+            print(f"replaying the shipped episode {SAMPLE_EPISODE.name} with the embedded model, "
+                  f"keep {args.keep}: {', '.join(methods)} against none")
+            print_summary(run_replay(ReplayArgs(str(SAMPLE_EPISODE), model="embedded", compare=methods,
+                                                keep=args.keep, reference_topic="/expert/action")))
+            return 0
+    return _synthetic_demo(args, model)
+
+
+def _synthetic_demo(args: argparse.Namespace, model_name: str) -> int:
     import numpy as np
 
     from .model import load_model
@@ -233,11 +256,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .pruning.config_file import load_pruner
     from .synthetic import moving_square_frames
 
-    model, tokenizer = load_model(args.model, head=args.head)
+    model, tokenizer = load_model(model_name, head=args.head)
     cfg = model.config
     frames = moving_square_frames(args.ticks, cfg.image_size, seed=args.seed)
     methods = args.methods or tuple(PRUNERS)
-    print(f"model={args.model} head={cfg.head} visual tokens/camera={cfg.tokens_per_camera} "
+    print(f"model={model_name} head={cfg.head} visual tokens/camera={cfg.tokens_per_camera} "
           f"layers={cfg.num_layers}; {args.ticks} generated frames, instruction {args.instruction!r}")
     for method in methods:
         overrides = {} if method == "none" else {"keep_ratio": args.keep}
@@ -360,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", choices=["eval", "train", "all"], default="eval",
                    help="eval: the held-out colour/shape combinations")
+    p.add_argument("--layer", type=int, default=None,
+                   help="pruning layer K for the methods that prune inside the LLM (small models: 1 or 2)")
     p.add_argument("--json", default=None, metavar="PATH")
     p.add_argument("--md", default=None, metavar="PATH", help="also write the table as Markdown")
     p.add_argument("--quiet", action="store_true")
@@ -383,8 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench_node)
 
-    p = sub.add_parser("demo", help="run the policy on generated frames with every pruning method")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="preset or checkpoint dir")
+    p = sub.add_parser("demo", help="the main job: every pruning method on the shipped episode (or generated frames)")
+    p.add_argument("--model", default="auto",
+                   help="auto: the embedded model on the shipped episode if installed, else the small preset")
+    p.add_argument("--synthetic", action="store_true", help="generated frames instead of the shipped episode")
     p.add_argument("--head", choices=["tokens", "chunk"], default="chunk")
     p.add_argument("--methods", type=_names, default=None, help="comma-separated (default: all)")
     p.add_argument("--keep", type=float, default=0.25)

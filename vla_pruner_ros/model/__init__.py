@@ -13,6 +13,17 @@ from .modeling import Prediction, PruneSpec, SelectionInput, VLAModel, build_mod
 from .tokenizer import build_tokenizer, load_tokenizer
 
 PRESET_NAMES = (*PRESETS, "openvla-7b")
+EMBEDDED = "embedded"  # the model trained on the simulator and shipped in the package
+EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "models" / "sim_tabletop"
+
+
+def resolve_model_path(source: str | Path) -> str | Path:
+    """``embedded`` -> the shipped checkpoint directory; anything else unchanged."""
+    if str(source) == EMBEDDED:
+        if not (EMBEDDED_DIR / "config.json").exists():
+            raise CheckpointError(f"the embedded model is missing from {EMBEDDED_DIR}; reinstall the package")
+        return EMBEDDED_DIR
+    return source
 
 
 def identity_norm_stats(action_dim: int) -> dict:
@@ -34,7 +45,8 @@ def build_preset(name: str, *, head: str = "tokens", num_cameras: int = 1, propr
 
 def load_model(source: str | Path, *, head: str | None = None, device: str | torch.device = "cpu",
                dtype: torch.dtype | None = None, seed: int = 0):
-    """A checkpoint directory, or a preset name (random weights): (model, tokenizer)."""
+    """A checkpoint directory, ``embedded``, or a preset name (random weights): (model, tokenizer)."""
+    source = resolve_model_path(source)
     path = Path(source)
     if path.is_dir():
         overrides = {"head": head} if head else {}
@@ -46,10 +58,12 @@ def load_model(source: str | Path, *, head: str | None = None, device: str | tor
         return build_preset(str(source), head=head or "tokens", seed=seed, device=device,
                             dtype=dtype or torch.float32)
     raise CheckpointError(
-        f"model {str(source)!r} is neither a checkpoint directory nor a preset; presets: {list(PRESET_NAMES)}")
+        f"model {str(source)!r} is neither a checkpoint directory nor a preset; presets: {list(PRESET_NAMES)}, "
+        f"or {EMBEDDED!r}")
 
 
-__all__ = ["PRESET_NAMES", "CheckpointError", "ConfigError", "ModelError", "Prediction", "PruneSpec",
+__all__ = ["EMBEDDED", "EMBEDDED_DIR", "PRESET_NAMES", "CheckpointError", "ConfigError", "ModelError", "Prediction",
+           "PruneSpec",
            "SelectionInput", "UnnormKeyError", "VLAConfig", "VLAModel", "build_model", "build_preset",
            "build_tokenizer", "identity_norm_stats", "load_checkpoint", "load_model", "load_tokenizer", "preset",
-           "save_checkpoint"]
+           "resolve_model_path", "save_checkpoint"]

@@ -9,6 +9,7 @@ any instruction encodes (unknown words fall back to characters) and prompts stay
 
 from __future__ import annotations
 
+import json
 import string
 from pathlib import Path
 
@@ -52,6 +53,10 @@ def load_tokenizer(checkpoint_dir: str | Path) -> PreTrainedTokenizerBase:
             f"{checkpoint_dir} has no tokenizer (tokenizer.json or tokenizer.model); "
             "a checkpoint directory must carry its tokenizer files")
     try:
+        settings = checkpoint_dir / "tokenizer_config.json"
+        if (checkpoint_dir / "tokenizer.json").exists() and settings.exists() and \
+                json.loads(settings.read_text()).get("tokenizer_class") == "PreTrainedTokenizerFast":
+            return PreTrainedTokenizerFast.from_pretrained(str(checkpoint_dir), local_files_only=True)  # ours
         return AutoTokenizer.from_pretrained(str(checkpoint_dir), local_files_only=True)
     except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot load the tokenizer in {checkpoint_dir}: {err}") from None

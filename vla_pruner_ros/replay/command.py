@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..progress import Progress
 from ..settings import NodeSettings, load_param_file, load_settings_model, settings_from_flat
-from .bag import IMAGE_TYPES, POSE_TYPE, STRING_TYPE, TRAJECTORY_TYPE, Bag
+from .bag import IMAGE_TYPES, POSE_TYPE, STRING_TYPE, TRAJECTORY_TYPE, Bag, BagError
 from .replayer import MethodRun, ReplayInput, frames_of, replay_method
 from .report import build_report, format_table, reference_actions, write_json
 from .writer import BagWriter, diagnostics, joint_trajectory
@@ -61,7 +61,12 @@ def run_replay(args: ReplayArgs) -> dict:
                              f"Its topics are:\n{bag.describe()}")
         reference_topic = bag.pick(args.reference_topic, {TRAJECTORY_TYPE}, "reference", required=False) \
             if args.reference_topic else None
-        pose_topic = bag.pick(args.pose_topic, {POSE_TYPE}, "pose", required=False) if args.pose_topic else None
+        try:  # the end-effector pose (proprio, absolute targets): as asked, else the only PoseStamped topic
+            pose_topic = bag.pick(args.pose_topic, {POSE_TYPE}, "pose", required=False)
+        except BagError:
+            if args.pose_topic:
+                raise
+            pose_topic = None
         topics = [t for t in (image_topic, instruction_topic, reference_topic, pose_topic) if t]
         messages = bag.messages(topics, args.start, args.end)
         reordered = bag.reordered

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..control import ControlCore
+from ..pruning import PRUNERS
 from ..safety import SafetyFilter
 from ..settings import NodeSettings, build_policy, settings_from_flat
 from .env import LIMITS, TabletopEnv
@@ -74,7 +75,8 @@ def run_episode(core: ControlCore, env: TabletopEnv, task, seed: int, result: Me
 
 def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...], episodes: int, seed: int = 0,
              split: str = "eval", families: tuple[str, ...] = FAMILIES, params: dict | None = None,
-             progress=None) -> dict:
+             layer: int | None = None, progress=None) -> dict:
+    """``layer`` sets K for the methods that prune inside the LLM (those pruning before it keep K = 0)."""
     base: NodeSettings = settings_from_flat({"model.path": model_path, "control.rate_hz": 5.0,
                                              "safety.max_translation_step": LIMITS.max_translation_step,
                                              "safety.max_rotation_step": LIMITS.max_rotation_step,
@@ -94,7 +96,9 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
     done = 0
     try:
         for method, keep in configs:
-            pruning = dataclasses.replace(base.pruning, method=method, keep_ratio=keep)
+            default_k = PRUNERS[method].config_class().layer
+            k = layer if layer is not None and default_k > 0 else -1
+            pruning = dataclasses.replace(base.pruning, method=method, keep_ratio=keep, layer=k)
             policy = build_policy(dataclasses.replace(base, pruning=pruning), model, tokenizer)
             core = ControlCore(policy, base.control, SafetyFilter(base.safety))
             r = MethodResult(method, keep)
@@ -109,7 +113,7 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
     finally:
         env.close()
     return report(results, families, {"model": model_path, "episodes_per_family": episodes, "seed": seed,
-                                      "split": split, "seconds": round(time.time() - start, 1)})
+                                      "split": split, "layer": layer, "seconds": round(time.time() - start, 1)})
 
 
 def report(results: list[MethodResult], families: tuple[str, ...], meta: dict) -> dict:
