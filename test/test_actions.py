@@ -54,3 +54,12 @@ def test_unnorm_with_real_bridge_stats(shared_data):
     out = norm.unnormalize(np.ones(7))
     assert np.allclose(out[:6], stats["bridge_orig"]["action"]["q99"][:6])
     assert out[6] == 1.0  # gripper is masked: passed through
+
+
+def test_normalize_bounds_with_a_span_floor():
+    from vla_pruner_ros.model.actions import normalize_bounds
+
+    low, high = np.array([0.0, 1.0, 0.5]), np.array([1.0, 1.0001, 0.5])
+    out = normalize_bounds(np.array([0.75, 1.00005, 0.51]), low, high, floor=0.02)
+    assert np.allclose(out, [0.5, 0.0, 1.0])  # (0.75-0.5)/0.5; centre of a tiny span; 0.01 over a 0.02 floor
+    assert normalize_bounds(np.array([5.0]), np.array([0.0]), np.array([1.0]))[0] == 1.0  # clipped

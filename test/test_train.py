@@ -64,3 +64,22 @@ def test_bad_training_input(tmp_path, capsys):
         TrainConfig(image_size=50, patch_size=8)
     with pytest.raises(TrainError, match=r"unknown training setting\(s\) \['lr_max'\]"):
         TrainConfig.from_file(None, lr_max=1.0)
+
+
+def test_training_and_policy_normalise_proprio_alike(episodes_dir, tmp_path):
+    import torch
+
+    from vla_pruner_ros.model import build_tokenizer
+    from vla_pruner_ros.train.trainer import Batches
+
+    cfg = TrainConfig(**SMALL, steps=1)
+    eps = load_episodes(episodes_dir, cfg.image_size)
+    tok = build_tokenizer()
+    from vla_pruner_ros.model import build_model
+
+    model = build_model(cfg.model_config(len(tok), norm_stats(eps, "sim_tabletop")))
+    batches = Batches(eps, tok, model.config, cfg)
+    policy = VLAPolicy(model, tok, config=PolicyConfig(unnorm_key="sim_tabletop"))  # none: any depth
+    p = eps[0].proprio[3]
+    assert torch.allclose(policy._proprio_tensor(p)[0].double(), torch.from_numpy(batches.proprio(p)).double(),
+                          atol=1e-6)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .model.actions import ActionNormalizer
+from .model.actions import ActionNormalizer, normalize_bounds
 from .model.flops import llm_flops
 from .model.modeling import VLAModel
 from .model.tokenizer import encode_prompt
@@ -117,8 +117,7 @@ class VLAPolicy:
     def _proprio_bounds(self, stats: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
         if not stats or "q01" not in stats or len(stats["q01"]) != self.model.config.proprio_dim:
             return None
-        low, high = np.asarray(stats["q01"], float), np.asarray(stats["q99"], float)
-        return (low, high) if np.all(high > low) else None
+        return np.asarray(stats["q01"], float), np.asarray(stats["q99"], float)
 
     @property
     def instruction(self) -> str | None:
@@ -180,8 +179,7 @@ class VLAPolicy:
             return None
         p = np.asarray(proprio, dtype=np.float64)
         if self._proprio is not None:
-            low, high = self._proprio
-            p = np.clip(2.0 * (p - low) / (high - low) - 1.0, -1.0, 1.0)
+            p = normalize_bounds(p, *self._proprio)
         return torch.from_numpy(p).float().unsqueeze(0)
 
     @torch.inference_mode()

@@ -76,3 +76,14 @@ class ActionNormalizer:
         a = np.asarray(actions, dtype=np.float64)
         span = np.where(self.high > self.low, self.high - self.low, 1.0)
         return np.where(self.mask, np.clip(2.0 * (a - self.low) / span - 1.0, -1.0, 1.0), a)
+
+
+PROPRIO_SPAN_FLOOR = 0.02  # a near-constant proprio dimension (e.g. a quaternion component jittering by
+# 1e-4) is not blown up into noise of unit size: its span counts as at least this much
+
+
+def normalize_bounds(x: np.ndarray, low: np.ndarray, high: np.ndarray, floor: float = PROPRIO_SPAN_FLOOR) -> np.ndarray:
+    """Map [low, high] to [-1, 1] (clipped), with spans below ``floor`` widened to it around their centre."""
+    x, low, high = (np.asarray(v, dtype=np.float64) for v in (x, low, high))
+    centre, half = (low + high) / 2.0, np.maximum(high - low, floor) / 2.0
+    return np.clip((x - centre) / half, -1.0, 1.0)

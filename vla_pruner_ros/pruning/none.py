@@ -22,6 +22,9 @@ class NonePruner(Pruner):
     name = "none"
     config_class = NoneConfig
 
+    def validate(self, model_config: VLAConfig) -> None:
+        """Nothing to check: the unpruned model runs on any depth."""
+
     def prune_spec(self, model_config: VLAConfig, state: TemporalState,
                    images: list[np.ndarray] | None = None) -> PruneSpec | None:
         state.keep_ratio = 1.0

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..model import build_model, build_tokenizer, load_checkpoint, save_checkpoint
-from ..model.actions import ActionNormalizer
+from ..model.actions import ActionNormalizer, normalize_bounds
 from ..model.config import VLAConfig
 from ..model.tokenizer import encode_prompt
 from ..model.vision import preprocess_images
@@ -130,8 +130,7 @@ class Batches:
         return int(self.sizes.sum())
 
     def proprio(self, p: np.ndarray) -> np.ndarray:
-        span = np.where(self.p_high > self.p_low, self.p_high - self.p_low, 1.0)
-        return np.clip(2.0 * (p - self.p_low) / span - 1.0, -1.0, 1.0)
+        return normalize_bounds(p, self.p_low, self.p_high)  # exactly as VLAPolicy does at run time
 
     def make(self, items: list[tuple[int, int]], rng: np.random.Generator | None):
         cfg = self.cfg
