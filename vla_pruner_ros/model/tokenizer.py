@@ -54,8 +54,9 @@ def load_tokenizer(checkpoint_dir: str | Path) -> PreTrainedTokenizerBase:
             "a checkpoint directory must carry its tokenizer files")
     try:
         settings = checkpoint_dir / "tokenizer_config.json"
+        ours = ("PreTrainedTokenizerFast", "TokenizersBackend")  # what save_pretrained writes for ours
         if (checkpoint_dir / "tokenizer.json").exists() and settings.exists() and \
-                json.loads(settings.read_text()).get("tokenizer_class") == "PreTrainedTokenizerFast":
+                json.loads(settings.read_text()).get("tokenizer_class") in ours:
             return PreTrainedTokenizerFast.from_pretrained(str(checkpoint_dir), local_files_only=True)  # ours
         return AutoTokenizer.from_pretrained(str(checkpoint_dir), local_files_only=True)
     except (OSError, ValueError) as err:
