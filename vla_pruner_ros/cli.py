@@ -121,11 +121,19 @@ def cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_node(args: argparse.Namespace) -> int:
+def _ros_module(name: str, command: str):
+    """Import a module that needs rclpy, or say which command needs it and how to get it."""
+    import importlib
+
     try:
-        from .bench.node_bench import format_report, run_node_bench, write_json
+        return importlib.import_module(name, __package__)
     except ImportError as err:
-        raise ValueError(f"bench-node needs rclpy (the 'ros' extra, or a sourced ROS 2 Jazzy): {err}") from None
+        raise ValueError(f"{command} needs rclpy (the 'ros' extra, or a sourced ROS 2 Jazzy): {err}") from None
+
+
+def cmd_bench_node(args: argparse.Namespace) -> int:
+    bench = _ros_module(".bench.node_bench", "bench-node")
+    format_report, run_node_bench, write_json = bench.format_report, bench.run_node_bench, bench.write_json
 
     def show(done: float, total: float) -> None:
         sys.stderr.write(f"\rbench-node {done:6.0f}/{total:.0f} s")
@@ -155,11 +163,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    try:
-        from .ros.player import PlayArgs, play
-    except ImportError as err:
-        raise ValueError(f"play needs rclpy (the 'ros' extra, or a sourced ROS 2 Jazzy): {err}") from None
-    sent = play(PlayArgs(args.bag, args.rate, args.loop, args.topics, args.clock, args.wait, args.quiet))
+    player = _ros_module(".ros.player", "play")
+    sent = player.play(player.PlayArgs(args.bag, args.rate, args.loop, args.topics, args.clock, args.wait, args.quiet))
     print(f"published {sent} message(s) from {args.bag}")
     return 0
 

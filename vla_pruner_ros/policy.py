@@ -69,7 +69,6 @@ class ActionChunk:
     dt: float
     stamp: float
     stats: TickStats
-    normalized: np.ndarray = field(repr=False, default=None)
     kept_tokens: list[np.ndarray] | None = field(repr=False, default=None)  # per camera; None = all kept
 
 
@@ -222,4 +221,4 @@ class VLAPolicy:
         stats = TickStats(self.pruner.name, tick, self.state.keep_ratio, kept, [per_cam] * mcfg.num_cameras, latency,
                           flops, flops / full, self.state.phase)
         return ActionChunk(actions, tuple(self.config.action_names), self.config.dt, float(obs.stamp), stats,
-                           normalized, kept_tokens)
+                           kept_tokens)

@@ -123,10 +123,6 @@ class KVCache:
         self.keys[layer_idx], self.values[layer_idx] = k, v
         return k, v
 
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        k = self.keys[layer_idx]
-        return 0 if k is None else k.shape[-2]
-
 
 @dataclass
 class LLMResult:

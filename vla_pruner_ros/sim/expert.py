@@ -48,45 +48,41 @@ class Expert:
             return self._push(obj)
         return self._pick_place(obj, place=task.family == "place")
 
+    def _leg(self, target: np.ndarray, grip: float, next_phase: str | None) -> np.ndarray:
+        """Move toward a waypoint; on arrival go on to ``next_phase`` (None: stay in this phase)."""
+        a, done = self._toward(target, grip)
+        if done and next_phase:
+            self.phase = next_phase
+        return a
+
+    def _wait(self, steps: int, grip: float, next_phase: str) -> np.ndarray:
+        """Stay still with a gripper command for ``steps`` steps, then go on to ``next_phase``."""
+        self.wait += 1
+        if self.wait >= steps:
+            self.phase, self.wait = next_phase, 0
+        return np.array([0, 0, 0, 0, 0, 0, grip])
+
     def _pick_place(self, obj: np.ndarray, place: bool) -> np.ndarray:
         env = self.env
         gz = self._grasp_z()
         if self.phase in ("lift", "carry", "lower") and not env.held(env.target.name):
             self.phase = "above"  # dropped it: grasp again
-        if self.phase == "above":
-            a, done = self._toward(np.array([obj[0], obj[1], gz + 0.08]), 1.0)
-            self.phase = "down" if done else self.phase
-            return a
-        if self.phase == "down":
-            a, done = self._toward(np.array([obj[0], obj[1], gz]), 1.0)
-            self.phase = "close" if done else self.phase
-            return a
-        if self.phase == "close":
-            self.wait += 1
-            if self.wait >= 3:
-                self.phase, self.wait = "lift", 0
-            return np.array([0, 0, 0, 0, 0, 0, 0.0])
-        if self.phase == "lift":
-            a, done = self._toward(np.array([obj[0], obj[1], 0.14]), 0.0)
-            if done and place:
-                self.phase = "carry"
-            return a
         plate = env.plate
+        if self.phase == "above":
+            return self._leg(np.array([obj[0], obj[1], gz + 0.08]), 1.0, "down")
+        if self.phase == "down":
+            return self._leg(np.array([obj[0], obj[1], gz]), 1.0, "close")
+        if self.phase == "close":
+            return self._wait(3, 0.0, "lift")
+        if self.phase == "lift":
+            return self._leg(np.array([obj[0], obj[1], 0.14]), 0.0, "carry" if place else None)
         if self.phase == "carry":
-            a, done = self._toward(np.array([plate[0], plate[1], 0.14]), 0.0)
-            self.phase = "lower" if done else self.phase
-            return a
+            return self._leg(np.array([plate[0], plate[1], 0.14]), 0.0, "lower")
         if self.phase == "lower":
-            a, done = self._toward(np.array([plate[0], plate[1], gz + 0.012]), 0.0)
-            self.phase = "release" if done else self.phase
-            return a
+            return self._leg(np.array([plate[0], plate[1], gz + 0.012]), 0.0, "release")
         if self.phase == "release":
-            self.wait += 1
-            if self.wait >= 2:
-                self.phase, self.wait = "retreat", 0
-            return np.array([0, 0, 0, 0, 0, 0, 1.0])
-        a, _ = self._toward(np.array([plate[0], plate[1], 0.16]), 1.0)  # retreat
-        return a
+            return self._wait(2, 1.0, "retreat")
+        return self._leg(np.array([plate[0], plate[1], 0.16]), 1.0, None)  # retreat
 
     def _push(self, obj: np.ndarray) -> np.ndarray:
         d = np.array([*DIRECTIONS[self.env.task.direction], 0.0])
@@ -94,16 +90,11 @@ class Expert:
         behind = start - 0.075 * d
         z = 0.03
         if self.phase == "above":
-            a, done = self._toward(np.array([behind[0], behind[1], 0.09]), 0.0)
-            self.phase = "down" if done else self.phase
-            return a
+            return self._leg(np.array([behind[0], behind[1], 0.09]), 0.0, "down")
         if self.phase == "down":
-            a, done = self._toward(np.array([behind[0], behind[1], z]), 0.0)
-            self.phase = "push" if done else self.phase
-            return a
+            return self._leg(np.array([behind[0], behind[1], z]), 0.0, "push")
         target = start + 0.13 * d
-        a, _ = self._toward(np.array([target[0], target[1], z]), 0.0)
-        return a
+        return self._leg(np.array([target[0], target[1], z]), 0.0, None)
 
 
 def run_episode(env: TabletopEnv, task, seed: int, noise: float = 0.0, on_step=None) -> tuple[bool, int]:
