@@ -42,7 +42,7 @@ def test_parameter_files_only_use_declared_parameters(robot):
     settings = settings_from_flat(values)  # every value valid
     assert settings.dry_run is True
     launched = {**values, **parameter_overrides("", "", "", "true")}
-    assert settings_from_flat(launched).model.path == "small"  # the embedded model, no download
+    assert settings_from_flat(launched).model.path == "embedded"  # no download
     assert set(parameter_overrides("/x", "fastv", "0.5", "false")) <= set(declared)
     assert set(spec.remappings) <= NODE_TOPICS
 

@@ -13,6 +13,7 @@ from vla_pruner_ros.cli import main
 from vla_pruner_ros.model import load_model
 from vla_pruner_ros.policy import Observation, PolicyConfig, VLAPolicy
 from vla_pruner_ros.pruning import build_pruner
+from vla_pruner_ros.replay.bag import Bag
 from vla_pruner_ros.train.dataset import chunk_targets, load_episodes, norm_stats
 from vla_pruner_ros.train.trainer import TrainConfig, TrainError
 
@@ -31,7 +32,12 @@ def episodes_dir(tmp_path_factory):
 def test_dataset_reads_episodes(episodes_dir):
     eps = load_episodes(episodes_dir, 48)
     assert len(eps) == 3 and all(e.images.shape[1:] == (48, 48, 3) for e in eps)
-    assert all(len(e.images) == len(e.proprio) == len(e.actions) for e in eps)
+    assert all(len(e.images) == len(e.proprio) == len(e.actions) == len(e.scene) for e in eps)
+    with Bag(episodes_dir / "episode_0000_00000") as bag:  # scene offsets = recorded positions - the pose
+        target = bag.messages(["/scene/target"])[2].msg.pose.position
+        ee = bag.messages(["/ee_pose"])[2].msg.pose.position
+    want = np.array([target.x - ee.x, target.y - ee.y, target.z - ee.z])
+    assert np.allclose(eps[0].scene[2, :3], want, atol=1e-6) and np.abs(eps[0].scene).max() < 1.0
     stats = norm_stats(eps, "k")["k"]
     assert stats["action"]["mask"] == [True] * 6 + [False] and len(stats["proprio"]["q01"]) == 8
     tail = chunk_targets(eps[0].actions, len(eps[0].actions) - 2, 8)
@@ -64,6 +70,8 @@ def test_bad_training_input(tmp_path, capsys):
         TrainConfig(image_size=50, patch_size=8)
     with pytest.raises(TrainError, match=r"unknown training setting\(s\) \['lr_max'\]"):
         TrainConfig.from_file(None, lr_max=1.0)
+    with pytest.raises(TrainError, match="aux_weight=-1"):
+        TrainConfig(aux_weight=-1)
 
 
 def test_training_and_policy_normalise_proprio_alike(episodes_dir, tmp_path):
@@ -83,3 +91,30 @@ def test_training_and_policy_normalise_proprio_alike(episodes_dir, tmp_path):
     p = eps[0].proprio[3]
     assert torch.allclose(policy._proprio_tensor(p)[0].double(), torch.from_numpy(batches.proprio(p)).double(),
                           atol=1e-6)
+
+
+def test_position_code_and_loss_choice():
+    import math
+
+    import torch
+
+    from vla_pruner_ros.model import build_model, build_tokenizer
+    from vla_pruner_ros.train.trainer import LOSSES, init_position_embeddings, sincos_2d
+
+    code = sincos_2d(3, 8)  # 9 patches, 2 frequencies per (row|col) x (sin|cos)
+    for idx in range(9):
+        r, c = divmod(idx, 3)
+        want = [math.sin(r), math.sin(r / 100), math.cos(r), math.cos(r / 100),
+                math.sin(c), math.sin(c / 100), math.cos(c), math.cos(c / 100)]
+        assert torch.allclose(code[idx], torch.tensor(want), atol=1e-6)
+    with pytest.raises(TrainError, match="multiple of 4"):
+        sincos_2d(3, 6)
+    cfg = TrainConfig(**SMALL, steps=1)
+    model = build_model(cfg.model_config(len(build_tokenizer()), {}))
+    init_position_embeddings(model)
+    dino = model.vision_backbone.featurizer.embeddings.position_embeddings[0]
+    assert torch.equal(dino[0], torch.zeros_like(dino[0])) and torch.equal(dino[1:], sincos_2d(8, 32))
+    err = torch.tensor([[0.5, -2.0]])
+    assert float(LOSSES["l1"](err)) == 1.25 and float(LOSSES["mse"](err)) == 2.125
+    with pytest.raises(TrainError, match="loss='huber'"):
+        TrainConfig(loss="huber")

@@ -220,7 +220,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes} must be >= 1")
-    rep = evaluate(args.model, args.methods, args.keep, args.episodes, args.seed, args.split, layer=args.layer,
+    from .sim.tasks import FAMILIES
+
+    unknown = sorted(set(args.families) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"--families {','.join(unknown)}: unknown; expected some of {','.join(FAMILIES)}")
+    if args.replan_steps < 0:
+        raise ValueError(f"--replan-steps {args.replan_steps} must be >= 0 (0 = the chunk length)")
+    rep = evaluate(args.model, args.methods, args.keep, args.episodes, args.seed, args.split,
+                   families=tuple(args.families), params={"control.replan_steps": args.replan_steps}, layer=args.layer,
                    progress=None if args.quiet else Progress("eval", "episodes"))
     print(markdown(rep))
     write(rep, args.json, args.md)
@@ -230,9 +238,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 SAMPLE_EPISODE = Path(__file__).resolve().parent / "data" / "sample_episode"
 
 
+DEMO_METHODS = ("fastv", "vla_pruner", "vla_iap", "hybrid")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The README's main job: with the embedded model and the shipped episode, a replay comparing every
-    method; otherwise (or with --synthetic) the policy on generated frames."""
+    """The README's main job: with the embedded model and the shipped episode, a replay comparing the
+    methods against ``none`` that writes the output bag, plots and report; otherwise (or with
+    --synthetic) the policy on generated frames."""
     from .model import EMBEDDED_DIR
 
     model = args.model
@@ -240,14 +252,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
         shipped = (EMBEDDED_DIR / "config.json").exists() and (SAMPLE_EPISODE / "metadata.yaml").exists()
         model = "embedded" if shipped and not args.synthetic else "small"
         if model == "embedded":
-            from .pruning import PRUNERS
             from .replay.command import ReplayArgs, print_summary, run_replay
 
-            methods = tuple(m for m in (args.methods or PRUNERS) if m != "none")
+            methods = tuple(m for m in (args.methods or DEMO_METHODS) if m != "none")
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            if (out / "replay_bag").is_dir():  # the previous demo's bag: the writer never overwrites
+                import shutil
+
+                shutil.rmtree(out / "replay_bag")
             print(f"replaying the shipped episode {SAMPLE_EPISODE.name} with the embedded model, "
-                  f"keep {args.keep}: {', '.join(methods)} against none")
-            print_summary(run_replay(ReplayArgs(str(SAMPLE_EPISODE), model="embedded", compare=methods,
-                                                keep=args.keep, reference_topic="/expert/action")))
+                  f"keep {args.keep}: {', '.join(methods)} against none; output in {out}/")
+            report = run_replay(ReplayArgs(str(SAMPLE_EPISODE), model="embedded", compare=methods, keep=args.keep,
+                                           reference_topic="/expert/action", out=str(out / "replay_bag"),
+                                           report=str(out / "report.json"), plots=str(out / "plots")))
+            print_summary(report)
+            print(f"wrote {out / 'replay_bag'} (the episode plus each method's action chunks), "
+                  f"{out / 'report.json'} and {len(report.get('plots', []))} plot(s) in {out / 'plots'}")
             return 0
     return _synthetic_demo(args, model)
 
@@ -380,11 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="closed-loop task success per pruning method in the simulator")
-    p.add_argument("--model", default="small", help="checkpoint directory (the trained model) or preset")
+    p.add_argument("--model", default="embedded", help="checkpoint directory, 'embedded' (the shipped model) or preset")
     p.add_argument("--methods", type=_names, default=("none", "random", "fastv", "divprune", "vla_pruner", "vla_iap",
                                                        "hybrid"))
     p.add_argument("--keep", type=_floats, default=(0.5, 0.25, 0.125))
     p.add_argument("--episodes", type=int, default=20, help="episodes per task family (same seeds for every method)")
+    p.add_argument("--families", type=_names, default=("pick", "push", "place"), help="task families to run")
+    p.add_argument("--replan-steps", type=int, default=0,
+                   help="executed steps between new chunks; 0 = the whole chunk open loop (as OFT)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", choices=["eval", "train", "all"], default="eval",
                    help="eval: the held-out colour/shape combinations")
@@ -418,8 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: the embedded model on the shipped episode if installed, else the small preset")
     p.add_argument("--synthetic", action="store_true", help="generated frames instead of the shipped episode")
     p.add_argument("--head", choices=["tokens", "chunk"], default="chunk")
-    p.add_argument("--methods", type=_names, default=None, help="comma-separated (default: all)")
+    p.add_argument("--methods", type=_names, default=None,
+                   help="comma-separated (default: fastv,vla_pruner,vla_iap,hybrid on the episode; all on "
+                        "generated frames)")
     p.add_argument("--keep", type=float, default=0.25)
+    p.add_argument("--out", default="demo_out", metavar="DIR",
+                   help="episode replay: output bag, report.json and plots go here (replaced if present)")
     p.add_argument("--pruning-config", default=None, metavar="YAML",
                    help="method parameters (config/pruning.yaml format); --keep still overrides keep_ratio")
     p.add_argument("--ticks", type=int, default=6)

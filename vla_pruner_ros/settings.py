@@ -19,7 +19,7 @@ from .pruning import PRUNERS, Pruner, build_pruner
 from .safety import SafetyConfig
 from .yaml_file import load_yaml
 
-DEFAULT_MODEL = "small"  # preset with random weights until a trained model ships
+DEFAULT_MODEL = "embedded"  # the small VLA trained on the simulator, shipped in the package
 
 
 class SettingsError(ValueError):
@@ -66,7 +66,8 @@ class NodeSettings:
 
 
 DESCRIPTIONS: dict[str, str] = {
-    "model.path": "checkpoint directory, or a preset name (tiny, small, openvla-7b) with random weights",
+    "model.path": "checkpoint directory, 'embedded' (the shipped simulator-trained model), or a preset name "
+                  "(tiny, small, openvla-7b) with random weights",
     "model.head": "tokens (OpenVLA) or chunk (OFT-style); empty = the checkpoint's own (presets: chunk)",
     "model.device": "torch device: cpu, cuda, cuda:1, ...",
     "model.dtype": "float32, bfloat16 or float16",
@@ -79,7 +80,8 @@ DESCRIPTIONS: dict[str, str] = {
     "camera.size_change": "frames changing size mid-stream: resize (with a warning) or stop (replay stops)",
     "pruning.method": f"pruning method: one of {sorted(PRUNERS)}",
     "pruning.keep_ratio": "share of each camera's visual tokens kept, in (0, 1]",
-    "pruning.layer": "pruning layer K; -1 = the method's default",
+    "pruning.layer": "pruning layer K; -1 = the model's prune_layer (config.json) if it names one, else the "
+                     "method's default",
     "control.rate_hz": "control tick rate (Hz); one action step per tick",
     "control.replan_steps": "executed steps between new chunks; 0 = the chunk length (open loop, as OFT)",
     "control.blend": "weight of the older chunk where a new one overlaps it; 0 = replace",
@@ -213,13 +215,17 @@ def validate(settings: NodeSettings) -> None:
     build_settings_pruner(settings)  # method parameters are checked by the method's own config
 
 
-def build_settings_pruner(settings: NodeSettings) -> Pruner:
+def build_settings_pruner(settings: NodeSettings, model_layer: int | None = None) -> Pruner:
+    """The configured pruner. ``model_layer``: the model's recommended K (``VLAConfig.prune_layer``),
+    used when ``pruning.layer`` is -1, the method prunes inside the LLM and its parameters leave K unset."""
     p = settings.pruning
     params = dict(settings.method_params.get(p.method, {}))
     if p.method != "none":
         params["keep_ratio"] = p.keep_ratio
     if p.layer >= 0:
         params["layer"] = p.layer
+    elif model_layer is not None and "layer" not in params and PRUNERS[p.method].config_class().layer > 0:
+        params["layer"] = model_layer
     try:
         return build_pruner(p.method, **params)
     except ValueError as err:
@@ -271,4 +277,5 @@ def build_policy(settings: NodeSettings, model=None, tokenizer=None) -> VLAPolic
     """The configured pruner around the model (loaded from ``model.*`` unless given)."""
     if model is None:
         model, tokenizer = load_settings_model(settings)
-    return VLAPolicy(model, tokenizer, build_settings_pruner(settings), policy_config(settings))
+    pruner = build_settings_pruner(settings, model.config.prune_layer)
+    return VLAPolicy(model, tokenizer, pruner, policy_config(settings))

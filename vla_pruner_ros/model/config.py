@@ -70,6 +70,9 @@ class VLAConfig:
     prompt_suffix_token_id: int | None = None  # OpenVLA appends Llama's empty token 29871 if missing
     image_mean_std: tuple = (DINO_MEAN_STD, SIGLIP_MEAN_STD)
     norm_stats: dict[str, Any] = field(default_factory=dict)
+    # K for the methods that prune inside the LLM when the user leaves it unset; None = the methods'
+    # own defaults (set for the 32-layer OpenVLA). A shallow model names its own (e.g. 1 of 4 layers).
+    prune_layer: int | None = None
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -80,6 +83,9 @@ class VLAConfig:
                            ("num_cameras", self.num_cameras), ("n_action_bins", self.n_action_bins)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{key}={value!r} must be a positive integer")
+        if self.prune_layer is not None and not 0 < self.prune_layer < self.num_layers:
+            raise ConfigError(f"prune_layer={self.prune_layer} must be in [1, {self.num_layers - 1}] for this "
+                              f"{self.num_layers}-layer LLM")
         if self.proprio_dim < 0:
             raise ConfigError(f"proprio_dim={self.proprio_dim} must be >= 0")
         grids = {self.featurizer["image_size"] // self.featurizer["patch_size"],

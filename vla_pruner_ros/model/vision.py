@@ -46,6 +46,13 @@ class FusedVisionBackbone(nn.Module):
         return torch.cat([dino, s], dim=-1)  # (B, M, Dd + Ds)
 
 
+def resize_frame(image: np.ndarray, size: int) -> np.ndarray:
+    """A frame at the model's square size as inference sees it: naive bicubic resize (no crop)."""
+    if image.shape[:2] == (size, size):
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
 def preprocess_images(images: list[np.ndarray], config: VLAConfig) -> torch.Tensor:
     """RGB uint8 frames (H, W, 3) -> pixel_values (num_cameras, 6, S, S), float32.
 
@@ -55,8 +62,7 @@ def preprocess_images(images: list[np.ndarray], config: VLAConfig) -> torch.Tens
     size = config.image_size
     out = []
     for image in images:
-        if image.shape[:2] != (size, size):
-            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
+        image = resize_frame(image, size)
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)  # (3, S, S)
         planes = []
         for mean, std in config.image_mean_std:

@@ -86,8 +86,11 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
     from ..settings import load_settings_model
 
     model, tokenizer = load_settings_model(base)
-    size = model.config.image_size
-    env = TabletopEnv(image_size=size, control_hz=base.control.rate_hz)
+    if layer is None:
+        layer = model.config.prune_layer  # None: each method's own default K
+    # Frames at the simulator camera's own size (as recorded and as sim_node publishes); the policy
+    # resizes them to the model's input exactly as it does for a real camera.
+    env = TabletopEnv(control_hz=base.control.rate_hz)
     configs = [("none", 1.0)] + [(m, k) for m in methods if m != "none" for k in keeps]
     tasks = {f: choose_tasks(f, split, episodes, seed) for f in families}
     results = []
@@ -113,7 +116,9 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
     finally:
         env.close()
     return report(results, families, {"model": model_path, "episodes_per_family": episodes, "seed": seed,
-                                      "split": split, "layer": layer, "seconds": round(time.time() - start, 1)})
+                                      "split": split, "layer": layer,
+                                      "replan_steps": base.control.replan_steps,
+                                      "seconds": round(time.time() - start, 1)})
 
 
 def report(results: list[MethodResult], families: tuple[str, ...], meta: dict) -> dict:

@@ -54,6 +54,9 @@ def choose_tasks(family: str, split: str, episodes: int, seed: int) -> list[Task
     return out
 
 
+IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
+
+
 def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: Path, compressed: bool = False,
                    noise: float = 0.0) -> tuple[bool, int]:
     """Roll out the expert on (task, seed) and write the episode bag at ``path``."""
@@ -75,6 +78,9 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
             w.write(image_topic, image, ns(t))
             w.write("/ee_pose", W.pose_stamped(obs.ee_position, obs.ee_orientation, t, FRAME), ns(t))
             w.write("/gripper", W.float64(obs.gripper), ns(t))
+            # Privileged scene state for training's auxiliary loss: the target object and the plate.
+            w.write("/scene/target", W.pose_stamped(env.object_position(env.target.name), IDENTITY, t, FRAME), ns(t))
+            w.write("/scene/plate", W.pose_stamped(np.array([*env.plate[:2], 0.0]), IDENTITY, t, FRAME), ns(t))
             if action is not None:
                 w.write("/expert/action", W.joint_trajectory(np.asarray(action)[None], DEFAULT_ACTION_NAMES, env.dt,
                                                             t, FRAME), ns(t))

@@ -8,13 +8,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..images import compressed_to_rgb, image_to_rgb
+from ..model.vision import resize_frame
 from ..replay.bag import Bag, BagError
 
 IMAGE_TOPICS = ("/camera/image", "/camera/image/compressed")
+SCENE_TOPICS = ("/scene/target", "/scene/plate")  # optional: the auxiliary loss's targets
 
 
 @dataclass
@@ -26,6 +27,9 @@ class Episode:
     actions: np.ndarray  # (T, 7) expert action taken at each frame (the last frame: hold)
     held_out: bool
     success: bool
+    # (T, 5) privileged scene state relative to the end effector: target object xyz - ee xyz,
+    # plate xy - ee xy (metres); None for bags recorded without /scene/* topics.
+    scene: np.ndarray | None = None
 
 
 def load_episode(path: Path, image_size: int) -> Episode:
@@ -36,16 +40,14 @@ def load_episode(path: Path, image_size: int) -> Episode:
         if image_topic is None or missing:
             raise BagError(f"{path} is not a recorded simulator episode (missing {missing or list(IMAGE_TOPICS)}); "
                            f"its topics are:\n{bag.describe()}")
-        msgs = bag.messages([image_topic, *needed])
+        msgs = bag.messages([image_topic, *needed, *(t for t in SCENE_TOPICS if t in bag.topics)])
     by_topic: dict[str, list] = {}
     for m in msgs:
         by_topic.setdefault(m.topic, []).append(m)
     frames = []
     for m in by_topic[image_topic]:
         rgb = compressed_to_rgb(m.msg) if image_topic.endswith("compressed") else image_to_rgb(m.msg)
-        if rgb.shape[:2] != (image_size, image_size):
-            rgb = cv2.resize(rgb, (image_size, image_size), interpolation=cv2.INTER_AREA)
-        frames.append(rgb)
+        frames.append(resize_frame(rgb, image_size))  # exactly as the policy resizes camera frames
     poses = [m.msg.pose for m in by_topic["/ee_pose"]]
     actions = np.array([m.msg.points[0].positions for m in by_topic["/expert/action"]], np.float32)
     # The proprio ControlCore gives the policy: pose and the last gripper command (1 = open at first).
@@ -57,8 +59,19 @@ def load_episode(path: Path, image_size: int) -> Episode:
     if len(actions) == n - 1:  # the last frame has no action: hold still with the last gripper command
         actions = np.concatenate([actions, [[0, 0, 0, 0, 0, 0, actions[-1, 6]]]]).astype(np.float32)
     info = json.loads(by_topic["/episode"][-1].msg.data)
+    scene = None
+    if all(len(by_topic.get(t, [])) >= n for t in SCENE_TOPICS):
+        ee = proprio[:n, :3]
+        target = np.array([_xyz(m.msg) for m in by_topic["/scene/target"][:n]], np.float32)
+        plate = np.array([_xyz(m.msg) for m in by_topic["/scene/plate"][:n]], np.float32)
+        scene = np.concatenate([target - ee, plate[:, :2] - ee[:, :2]], axis=1)
     return Episode(path.name, by_topic["/instruction"][0].msg.data, np.stack(frames), proprio[:n], actions[:n],
-                   bool(info.get("held_out", False)), bool(info.get("success", False)))
+                   bool(info.get("held_out", False)), bool(info.get("success", False)), scene)
+
+
+def _xyz(pose_stamped) -> list[float]:
+    p = pose_stamped.pose.position
+    return [p.x, p.y, p.z]
 
 
 def load_episodes(data_dir: str | Path, image_size: int, progress=None) -> list[Episode]:

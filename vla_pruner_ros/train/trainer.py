@@ -16,9 +16,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..model import build_model, build_tokenizer, load_checkpoint, save_checkpoint
 from ..model.actions import ActionNormalizer, normalize_bounds
@@ -29,6 +31,11 @@ from ..yaml_file import load_yaml
 from .dataset import Episode, chunk_targets, load_episodes, norm_stats
 
 NORM_KEY = "sim_tabletop"
+SCENE_DIM = 5  # target object xyz and plate xy, relative to the end effector
+SCENE_SCALE = 0.2  # metres -> roughly unit targets
+
+
+LOSSES = {"l1": lambda err: err.abs().mean(), "mse": lambda err: err.pow(2).mean()}
 
 
 class TrainError(ValueError):
@@ -43,15 +50,18 @@ class TrainConfig:
     patch_size: int = 8  # 12 x 12 = 144 visual tokens
     vision_dim: int = 64
     vision_layers: int = 3  # the second-to-last block's output is used, as OpenVLA
-    vision_heads: int = 2
+    vision_heads: int = 4
     llm_dim: int = 192
     llm_layers: int = 4
-    llm_heads: int = 4
+    llm_heads: int = 8
     llm_mlp: int = 512
     chunk_len: int = 8
+    prune_layer: int = 1  # K recorded in config.json for the methods that prune inside the LLM
     batch_size: int = 32
-    steps: int = 3000
-    lr: float = 3e-4
+    steps: int = 4500
+    lr: float = 1e-3
+    loss: str = "mse"  # mse | l1: an L1 start from scratch collapses onto the per-dimension median
+    aux_weight: float = 1.0  # auxiliary scene loss (see SceneHead); 0 = off
     weight_decay: float = 0.01
     warmup_steps: int = 100
     shift_px: int = 4  # random translation augmentation
@@ -66,8 +76,12 @@ class TrainConfig:
             raise TrainError(f"image_size={self.image_size} must be a multiple of patch_size={self.patch_size}")
         if (self.image_size // self.patch_size) ** 2 < 16:
             raise TrainError("fewer than 16 visual tokens per camera leaves nothing to prune")
+        if self.loss not in LOSSES:
+            raise TrainError(f"loss={self.loss!r}; expected one of {sorted(LOSSES)}")
         if not 4 <= self.chunk_len <= 8 and self.chunk_len != 1:
             raise TrainError(f"chunk_len={self.chunk_len}; expected 4..8")
+        if self.aux_weight < 0:
+            raise TrainError(f"aux_weight={self.aux_weight} must be >= 0")
         for name in ("batch_size", "steps", "val_every", "save_every"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name}={getattr(self, name)} must be >= 1")
@@ -95,7 +109,34 @@ class TrainConfig:
                     tie_word_embeddings=False, max_position_embeddings=1024, rope_theta=10000.0)
         return VLAConfig(featurizer=dino, fused_featurizer=siglip, text_config=text, name="sim-tabletop",
                          head="chunk", chunk_len=self.chunk_len, proprio_dim=8, action_token_base=vocab,
-                         norm_stats=stats)
+                         norm_stats=stats, prune_layer=self.prune_layer)
+
+
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """(grid*grid, dim) fixed 2-D sine-cosine position code (MAE-style): half the channels encode the row,
+    half the column, each at dim/4 frequencies; row-major like the patch sequence."""
+    if dim % 4:
+        raise TrainError(f"vision_dim={dim} must be a multiple of 4 for the 2-D position code")
+    freqs = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    pos = torch.arange(grid, dtype=torch.float64)
+    rows, cols = torch.meshgrid(pos, pos, indexing="ij")
+    parts = [f(c.reshape(-1, 1) * freqs) for c in (rows, cols) for f in (torch.sin, torch.cos)]
+    return torch.cat(parts, dim=1).float()
+
+
+def init_position_embeddings(model) -> None:
+    """Start both towers' learned position embeddings from a 2-D sine-cosine code instead of noise.
+
+    From scratch, random position embeddings leave no linear read-out of where a patch is; the action
+    rows must read object positions from the visual tokens they attend to, which then takes far
+    longer to learn. The embeddings stay trainable, so the checkpoint layout is unchanged.
+    """
+    backbone, grid = model.vision_backbone, model.config.grid
+    with torch.no_grad():
+        dino = backbone.featurizer.embeddings.position_embeddings  # (1, 1 + grid^2, D): CLS row first
+        dino[0, 1:] = sincos_2d(grid, dino.shape[-1])
+        siglip = backbone.fused_featurizer.embeddings.position_embedding.weight  # (grid^2, D)
+        siglip.copy_(sincos_2d(grid, siglip.shape[-1]))
 
 
 def augment(image: np.ndarray, rng: np.random.Generator, shift: int, jitter: float) -> np.ndarray:
@@ -108,6 +149,31 @@ def augment(image: np.ndarray, rng: np.random.Generator, shift: int, jitter: flo
         bias = 255.0 * rng.uniform(-jitter, jitter) / 2
         image = np.clip(image.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
     return image
+
+
+class Batch(NamedTuple):
+    pixel: torch.Tensor  # (B, 1, 6, S, S)
+    ids: torch.Tensor  # (B, T) prompt ids, one length per batch
+    proprio: torch.Tensor  # (B, 8) normalised
+    targets: torch.Tensor  # (B, chunk_len, 7) normalised actions
+    scene: torch.Tensor  # (B, SCENE_DIM) scene offsets / SCENE_SCALE (NaN when not recorded)
+
+
+class SceneHead(nn.Module):
+    """Training-only auxiliary head: from the mean of the action rows' final hidden states, predict where
+    the target object and the plate are relative to the end effector.
+
+    The action targets carry the grounding signal weakly (most steps of a chunk move little in x/y), so a
+    model trained from scratch takes very long to learn to find the named object among the visual tokens;
+    this dense, per-step signal teaches exactly that. Not part of the checkpoint; inference never uses it.
+    """
+
+    def __init__(self, llm_dim: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(llm_dim, SCENE_DIM)
+
+    def forward(self, action_rows: torch.Tensor) -> torch.Tensor:
+        return self.fc(action_rows.mean(dim=1))
 
 
 class Batches:
@@ -134,17 +200,19 @@ class Batches:
 
     def make(self, items: list[tuple[int, int]], rng: np.random.Generator | None):
         cfg = self.cfg
-        images, proprio, targets = [], [], []
+        images, proprio, targets, scene = [], [], [], []
         for i, t in items:
             e = self.episodes[i]
             img = e.images[t] if rng is None else augment(e.images[t], rng, cfg.shift_px, cfg.color_jitter)
             images.append(img)
             proprio.append(self.proprio(e.proprio[t]))
             targets.append(self.normalizer.normalize(chunk_targets(e.actions, t, cfg.chunk_len)))
+            scene.append(e.scene[t] / SCENE_SCALE if e.scene is not None else np.full(SCENE_DIM, np.nan))
         pixel = preprocess_images(images, self.mcfg).unsqueeze(1)  # (B, 1, 6, S, S)
         ids = torch.tensor([self.ids[items[0][0]]] * len(items))
-        return pixel, ids, torch.tensor(np.array(proprio), dtype=torch.float32), \
-            torch.tensor(np.array(targets), dtype=torch.float32)
+        return Batch(pixel, ids, torch.tensor(np.array(proprio), dtype=torch.float32),
+                     torch.tensor(np.array(targets), dtype=torch.float32),
+                     torch.tensor(np.array(scene), dtype=torch.float32))
 
     def sample(self, rng: np.random.Generator):
         keys = list(self.buckets)
@@ -159,13 +227,16 @@ class Batches:
                 yield self.make(bucket[k:k + self.cfg.batch_size], None)
 
 
-def chunk_loss(model, pixel, ids, proprio, targets) -> torch.Tensor:
-    visual = model.encode_images(pixel)
-    embeds, layout = model.build_inputs(visual, ids, proprio)
+def batch_losses(model, batch: Batch, kind: str = "l1",
+                 scene_head: SceneHead | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(chunk regression loss (``kind`` from LOSSES) in normalised action units, auxiliary scene MSE or None)."""
+    visual = model.encode_images(batch.pixel)
+    embeds, layout = model.build_inputs(visual, batch.ids, batch.proprio)
     res = model.run_llm(embeds, layout)
-    rows = torch.arange(*layout.actions)
-    pred = model.action_head(res.hidden[:, rows])  # (B, T, A)
-    return (pred - targets).abs().mean()
+    rows = res.hidden[:, torch.arange(*layout.actions)]
+    loss = LOSSES[kind](model.action_head(rows) - batch.targets)
+    aux = None if scene_head is None else (scene_head(rows) - batch.scene).pow(2).mean()
+    return loss, aux
 
 
 def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: bool = False, log=None) -> dict:
@@ -193,44 +264,60 @@ def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: b
         log(f"resuming from step {step}")
     else:
         model = build_model(cfg.model_config(len(tokenizer), norm_stats(train_eps, NORM_KEY)), seed=cfg.seed).train()
+        init_position_embeddings(model)
     mcfg = model.config
     train_b, val_b = Batches(train_eps, tokenizer, mcfg, cfg), Batches(val_eps, tokenizer, mcfg, cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scene_head = None
+    if cfg.aux_weight > 0:
+        missing = [e.name for e in train_eps if e.scene is None]
+        if missing:
+            raise TrainError(f"aux_weight={cfg.aux_weight} needs the /scene/target and /scene/plate topics, which "
+                             f"{len(missing)} episode(s) lack (e.g. {missing[0]}); re-record them with "
+                             "`vla-pruner sim record`, or set aux_weight: 0")
+        torch.manual_seed(cfg.seed)
+        scene_head = SceneHead(mcfg.llm_dim)
+        if resume and state_path.exists() and state.get("scene_head"):
+            scene_head.load_state_dict(state["scene_head"])
+    params = list(model.parameters()) + (list(scene_head.parameters()) if scene_head else [])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if resume and state_path.exists():
         opt.load_state_dict(state["optimizer"])
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / cfg.steps))), last_epoch=step - 1 if step else -1)
     log(f"{len(train_eps)} training episodes ({len(train_b)} samples), {len(val_eps)} validation episodes; "
         f"{sum(p.numel() for p in model.parameters()):,} parameters; {mcfg.tokens_per_camera} visual tokens")
-    start, losses, val = time.time(), [], float("nan")
+    start, losses, aux_losses, val, first = time.time(), [], [], float("nan"), step
 
     def validate() -> float:
         model.eval()
         with torch.no_grad():
             total, n = 0.0, 0
             for batch in val_b.all_batches():
-                total += float(chunk_loss(model, *batch)) * len(batch[0])
-                n += len(batch[0])
+                total += float(batch_losses(model, batch)[0]) * len(batch.ids)
+                n += len(batch.ids)
         model.train()
         return total / max(n, 1)
 
     def save() -> None:
         save_checkpoint(model, ckpt, tokenizer)
         torch.save({"step": step, "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
+                    "scene_head": scene_head.state_dict() if scene_head else None,
                     "config": dataclasses.asdict(cfg)}, state_path)
 
     while step < cfg.steps:
-        loss = chunk_loss(model, *train_b.sample(rng))
+        loss, aux = batch_losses(model, train_b.sample(rng), cfg.loss, scene_head)
         opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        (loss if aux is None else loss + cfg.aux_weight * aux).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         schedule.step()
         step += 1
         losses.append(loss.item())
+        aux_losses.append(float("nan") if aux is None else aux.item())
         if step % 10 == 0 or step == cfg.steps:
-            rate = step / max(time.time() - start, 1e-9) if not resume else 0
-            log(f"step {step}/{cfg.steps}  loss {np.mean(losses[-10:]):.4f}  val {val:.4f}  "
+            rate = (step - first) / max(time.time() - start, 1e-9)
+            log(f"step {step}/{cfg.steps}  {cfg.loss} {np.mean(losses[-10:]):.4f}  "
+                f"scene {np.mean(aux_losses[-10:]):.4f}  val L1 {val:.4f}  "
                 f"lr {schedule.get_last_lr()[0]:.2e}  {rate:.2f} steps/s")
         if step % cfg.val_every == 0 or step == cfg.steps:
             val = validate()

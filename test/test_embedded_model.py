@@ -1,0 +1,51 @@
+"""The shipped default model: loads offline from the package, is small, drives the simulator to
+success unpruned on fixed seeds, and the README's main job replays the shipped episode with it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("mujoco", reason="the 'sim' extra (mujoco) is not installed")
+
+from vla_pruner_ros.cli import SAMPLE_EPISODE, main
+from vla_pruner_ros.model import EMBEDDED, EMBEDDED_DIR, VLAConfig, resolve_model_path
+from vla_pruner_ros.replay.bag import Bag
+from vla_pruner_ros.settings import DEFAULT_MODEL, NodeSettings
+
+
+def test_embedded_model_is_the_small_trained_default():
+    path = resolve_model_path(EMBEDDED)
+    assert path == EMBEDDED_DIR and DEFAULT_MODEL == EMBEDDED and NodeSettings().model.path == EMBEDDED
+    assert sum(f.stat().st_size for f in path.iterdir()) < 20e6
+    cfg = VLAConfig.from_file(path / "config.json")
+    assert cfg.tokens_per_camera >= 144 and cfg.head == "chunk" and 4 <= cfg.chunk_len <= 8
+    assert cfg.prune_layer == 1 and list(cfg.norm_stats) == ["sim_tabletop"]
+    assert (SAMPLE_EPISODE / "metadata.yaml").exists()
+
+
+def test_shipped_model_succeeds_in_closed_loop(tmp_path):
+    """CI smoke of `vla-pruner eval`: a method pair on fixed held-out seeds; unpruned succeeds on some."""
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", EMBEDDED, "--methods", "none,vla_pruner", "--keep", "0.25",
+                 "--families", "pick", "--episodes", "3", "--seed", "SEED", "--json", str(out), "--quiet"]) == 0
+    none, pruned = json.loads(out.read_text())["rows"]
+    assert (none["method"], pruned["method"], pruned["keep"]) == ("none", "vla_pruner", 0.25)
+    assert none["success"]["pick"] > 0
+    assert pruned["tokens_kept"] == 36.0 and pruned["llm_flops_ratio"] < 1
+
+
+def test_demo_replays_the_shipped_episode(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--methods", "fastv"]) == 0
+    text = capsys.readouterr().out
+    assert "fastv" in text and "none" in text
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["methods"]) == {"none", "fastv"}
+    assert report["methods"]["none"]["error_vs_reference"] is not None
+    with Bag(out / "replay_bag") as bag:
+        topics = set(bag.topics)
+    assert {"/replay/none/action_chunk", "/replay/fastv/action_chunk", "/camera/image/compressed"} <= topics
+    assert (out / "plots" / "actions.png").exists()
+    assert main(["demo", "--out", str(out), "--methods", "fastv"]) == 0  # a second run replaces the bag
