@@ -49,6 +49,28 @@ def test_same_seed_same_frames_and_states(env):
     assert env.state()["objects"] != runs[0][1][0]["objects"]  # another seed, another scene
 
 
+def test_hand_start_is_seeded_in_its_box_and_spread_zero_is_home(env):
+    from vla_pruner_ros.sim.env import HOME, START_SPREAD
+
+    task = Task("pick", "red", "cube")
+    starts = [env.reset(seed, task).ee_position for seed in range(6)]
+    offsets = np.array(starts) - HOME
+    assert np.all(np.abs(offsets) <= START_SPREAD + 0.003) and np.ptp(offsets[:, 1]) > 0.05
+    assert np.allclose(env.reset(3, task).ee_position, starts[3])
+    home = TabletopEnv(start_spread=0.0)
+    try:
+        obs = home.reset(3, task)
+        assert np.allclose(obs.ee_position, HOME, atol=0.003)
+        home_objects = home.state()["objects"]
+        env.reset(3, task)
+        for name, pos in env.state()["objects"].items():  # the same scene; only the hand moved
+            assert np.allclose(pos, home_objects[name], atol=1e-6)
+    finally:
+        home.close()
+    with pytest.raises(ValueError, match="start_spread=-1"):
+        TabletopEnv(start_spread=-1)
+
+
 @pytest.mark.parametrize("family", ["pick", "push", "place"])
 def test_each_expert_succeeds_on_a_few_seeds(env, family):
     tasks = all_tasks(family)

@@ -118,3 +118,21 @@ def test_position_code_and_loss_choice():
     assert float(LOSSES["l1"](err)) == 1.25 and float(LOSSES["mse"](err)) == 2.125
     with pytest.raises(TrainError, match="loss='huber'"):
         TrainConfig(loss="huber")
+
+
+def test_init_from_a_checkpoint_needs_the_same_sizes(episodes_dir, tmp_path, capsys):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(json.dumps({**SMALL, "steps": 1}))
+    first = tmp_path / "first"
+    assert main(["train", "--data", str(episodes_dir), "--config", str(cfg), "--out", str(first)]) == 0
+    assert main(["train", "--data", str(episodes_dir), "--config", str(cfg), "--out", str(tmp_path / "second"),
+                 "--init", str(first / "checkpoint")]) == 0
+    capsys.readouterr()
+    other = tmp_path / "other.yaml"
+    other.write_text(json.dumps({**SMALL, "llm_dim": 32, "steps": 1}))
+    assert main(["train", "--data", str(episodes_dir), "--config", str(other), "--out", str(tmp_path / "third"),
+                 "--init", str(first / "checkpoint")]) == 2
+    assert "other model sizes than the training config" in capsys.readouterr().err
+    assert main(["train", "--data", str(episodes_dir), "--config", str(cfg), "--out", str(first), "--resume",
+                 "--init", str(first / "checkpoint")]) == 2
+    assert "exclude each other" in capsys.readouterr().err

@@ -184,7 +184,8 @@ def cmd_sim_record(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes} must be >= 1")
     summary = record.record(args.out, args.task, args.episodes, args.split, args.seed, args.compressed, args.noise,
-                            args.image_size, progress=None if args.quiet else Progress("record", "episodes"))
+                            args.image_size, progress=None if args.quiet else Progress("record", "episodes"),
+                            start_spread=args.start_spread)
     print(summary.line())
     return 0
 
@@ -207,7 +208,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.trainer import TrainConfig, train
 
     cfg = TrainConfig.from_file(args.config, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
-    summary = train(args.data, args.out, cfg, resume=args.resume)
+    if args.init and args.resume:
+        raise ValueError("--init and --resume exclude each other: --resume continues OUT's own run")
+    summary = train(args.data, args.out, cfg, resume=args.resume, init=args.init)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -380,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--noise", type=float, default=0.0, help="expert action noise (m)")
     q.add_argument("--compressed", action="store_true", help="CompressedImage jpeg instead of raw rgb8")
     q.add_argument("--image-size", type=int, default=128)
+    q.add_argument("--start-spread", type=float, default=1.0,
+                   help="scale of the hand's random start box around HOME; 0 = always HOME")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_sim_record)
     q = simsub.add_parser("expert-eval", help="scripted-expert success over seeded episodes per family")
@@ -398,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--resume", action="store_true", help="continue from OUT's last checkpoint")
+    p.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="start from these weights (same sizes) with a fresh optimiser, e.g. on new episodes")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="closed-loop task success per pruning method in the simulator")

@@ -27,6 +27,10 @@ import mujoco
 
 TABLE = ((0.30, 0.70), (-0.22, 0.22))  # object area (x, y)
 HOME = np.array([0.45, 0.0, 0.22])
+# The hand starts at a seeded point of this box around HOME: with one fixed start pose, a learned
+# policy can read where the target is from how far the hand has already moved toward it (the
+# copycat shortcut) instead of finding the named object in the image.
+START_SPREAD = np.array([0.08, 0.12, 0.03])
 WORKSPACE = ((0.20, -0.32, 0.005), (0.80, 0.32, 0.40))  # gripper box
 FINGER_OPEN = 0.045
 SIZES = {"cube": (0.02, 0.02, 0.02), "block": (0.035, 0.018, 0.02), "cylinder": (0.02, 0.025)}
@@ -66,7 +70,12 @@ def _half_height(shape: str) -> float:
 class TabletopEnv:
     """``reset(seed, task)``, ``step(action)``, ``render()``; deterministic given the seed."""
 
-    def __init__(self, image_size: int = 128, control_hz: float = 5.0, substep_s: float = 0.002) -> None:
+    def __init__(self, image_size: int = 128, control_hz: float = 5.0, substep_s: float = 0.002,
+                 start_spread: float = 1.0) -> None:
+        """``start_spread`` scales START_SPREAD (0: the hand always starts at HOME; scenes are the same)."""
+        if start_spread < 0:
+            raise ValueError(f"start_spread={start_spread} must be >= 0")
+        self.start_spread = start_spread
         self.image_size = image_size
         self.dt = 1.0 / control_hz
         self.substep_s = substep_s
@@ -128,7 +137,8 @@ class TabletopEnv:
             x, y, z = o.position
             bodies.append(f'<body name="{o.name}" pos="{x:.4f} {y:.4f} {z + 0.001:.4f}" euler="0 0 {o.yaw:.4f}">'
                           f'<freejoint/><geom name="{o.name}" {_geom(o.shape, rgba)} mass="0.05"/></body>')
-        hx, hy, hz = HOME
+        spread = self.start_spread * START_SPREAD
+        hx, hy, hz = HOME + rng.uniform(-spread, spread)  # drawn last: the scene does not depend on it
         return f"""
 <mujoco model="tabletop">
   <option timestep="{self.substep_s}" cone="elliptic" impratio="10"/>

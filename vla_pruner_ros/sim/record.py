@@ -93,11 +93,12 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
 
 
 def record(out_dir: str | Path, family: str = "all", episodes: int = 10, split: str = "train", seed: int = 0,
-           compressed: bool = False, noise: float = 0.0, image_size: int = 128, progress=None) -> RecordSummary:
+           compressed: bool = False, noise: float = 0.0, image_size: int = 128, progress=None,
+           start_spread: float = 1.0) -> RecordSummary:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = choose_tasks(family, split, episodes, seed)
-    env = TabletopEnv(image_size=image_size)
+    env = TabletopEnv(image_size=image_size, start_spread=start_spread)
     per_family: dict[str, list[int]] = {}
     successes, written, start = 0, 0, time.perf_counter()
     try:

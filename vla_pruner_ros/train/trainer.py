@@ -239,8 +239,12 @@ def batch_losses(model, batch: Batch, kind: str = "l1",
     return loss, aux
 
 
-def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: bool = False, log=None) -> dict:
-    """Train; returns a summary (steps, train/val loss, seconds). Writes ``out_dir/checkpoint``."""
+def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: bool = False, log=None,
+          init: str | Path | None = None) -> dict:
+    """Train; returns a summary (steps, train/val loss, seconds). Writes ``out_dir/checkpoint``.
+
+    ``init``: start from this checkpoint's weights (same sizes as ``cfg``) with a fresh optimiser and
+    schedule and the new data's ``norm_stats``, e.g. to go on training on re-recorded episodes."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -263,8 +267,17 @@ def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: b
         rng.bit_generator.state = state["rng"]
         log(f"resuming from step {step}")
     else:
-        model = build_model(cfg.model_config(len(tokenizer), norm_stats(train_eps, NORM_KEY)), seed=cfg.seed).train()
-        init_position_embeddings(model)
+        wanted = cfg.model_config(len(tokenizer), norm_stats(train_eps, NORM_KEY))
+        if init:
+            model = load_checkpoint(init).train()
+            if model.config.replace(norm_stats={}) != wanted.replace(norm_stats={}):
+                raise TrainError(f"--init {init} has other model sizes than the training config; "
+                                 f"its config: {model.config.replace(norm_stats={})}")
+            model.config = wanted
+            log(f"starting from the weights of {init}")
+        else:
+            model = build_model(wanted, seed=cfg.seed).train()
+            init_position_embeddings(model)
     mcfg = model.config
     train_b, val_b = Batches(train_eps, tokenizer, mcfg, cfg), Batches(val_eps, tokenizer, mcfg, cfg)
     scene_head = None
