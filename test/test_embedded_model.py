@@ -9,8 +9,13 @@ import pytest
 
 pytest.importorskip("mujoco", reason="the 'sim' extra (mujoco) is not installed")
 
+from vla_pruner_ros.model import EMBEDDED_DIR
+
+if not (EMBEDDED_DIR / "config.json").exists():
+    pytest.skip("the trained default model has not shipped yet (issue 7 is open)", allow_module_level=True)
+
 from vla_pruner_ros.cli import SAMPLE_EPISODE, main
-from vla_pruner_ros.model import EMBEDDED, EMBEDDED_DIR, VLAConfig, resolve_model_path
+from vla_pruner_ros.model import EMBEDDED, VLAConfig, resolve_model_path
 from vla_pruner_ros.replay.bag import Bag
 from vla_pruner_ros.settings import DEFAULT_MODEL, NodeSettings
 
@@ -49,3 +54,14 @@ def test_demo_replays_the_shipped_episode(tmp_path, capsys):
     assert {"/replay/none/action_chunk", "/replay/fastv/action_chunk", "/camera/image/compressed"} <= topics
     assert (out / "plots" / "actions.png").exists()
     assert main(["demo", "--out", str(out), "--methods", "fastv"]) == 0  # a second run replaces the bag
+
+
+def test_model_prune_layer_applies_when_the_layer_is_left_unset():
+    from vla_pruner_ros.settings import build_policy, load_settings_model, settings_from_flat
+
+    model, tok = load_settings_model(NodeSettings())
+    layer = {}
+    for method, k in (("fastv", -1), ("vla_pruner", -1), ("divprune", -1), ("fastv", 2)):
+        s = settings_from_flat({"pruning.method": method, "pruning.keep_ratio": 0.25, "pruning.layer": k})
+        layer[(method, k)] = build_policy(s, model, tok).pruner.config.layer
+    assert layer == {("fastv", -1): 1, ("vla_pruner", -1): 1, ("divprune", -1): 0, ("fastv", 2): 2}

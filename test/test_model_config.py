@@ -18,7 +18,7 @@ def test_real_openvla_config_derives_full_sizes(shared_data):
 
 
 def test_own_config_round_trips_through_json():
-    cfg = preset("tiny", head="chunk", num_cameras=2, proprio_dim=3)
+    cfg = preset("tiny", head="chunk", num_cameras=2, proprio_dim=3).replace(prune_layer=1)
     again = VLAConfig.from_json_dict(json.loads(json.dumps(cfg.to_json_dict())))
     assert again == cfg
 
@@ -28,6 +28,7 @@ def test_own_config_round_trips_through_json():
     ({"chunk_len": 4}, "chunk_len=4 needs head='chunk'"),
     ({"num_cameras": 0}, "num_cameras=0 must be a positive integer"),
     ({"prompt_template": "no field"}, "lacks the"),
+    ({"prune_layer": 0}, r"prune_layer=0 must be in \[1, "),
 ])
 def test_invalid_fields_are_named(change, match):
     with pytest.raises(ConfigError, match=match):

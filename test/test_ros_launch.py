@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from vla_pruner_ros.ros.launch_common import ARGUMENTS, EXECUTABLE, PACKAGE, ROBOTS, parameter_overrides
-from vla_pruner_ros.settings import flat_defaults, load_param_file, settings_from_flat
+from vla_pruner_ros.settings import DEFAULT_MODEL, flat_defaults, load_param_file, settings_from_flat
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_TOPICS = {"image", "wrist_image", "instruction", "ee_pose", "~/action_chunk", "~/ee_trajectory", "~/ee_target",
@@ -42,7 +42,7 @@ def test_parameter_files_only_use_declared_parameters(robot):
     settings = settings_from_flat(values)  # every value valid
     assert settings.dry_run is True
     launched = {**values, **parameter_overrides("", "", "", "true")}
-    assert settings_from_flat(launched).model.path == "embedded"  # no download
+    assert settings_from_flat(launched).model.path == DEFAULT_MODEL  # no download
     assert set(parameter_overrides("/x", "fastv", "0.5", "false")) <= set(declared)
     assert set(spec.remappings) <= NODE_TOPICS
 

@@ -135,9 +135,12 @@ def test_recorded_bags_read_back(tmp_path, capsys):
         types = {t: i.msgtype for t, i in b.topics.items()}
         assert types == {"/camera/image": "sensor_msgs/msg/Image", "/instruction": "std_msgs/msg/String",
                          "/ee_pose": "geometry_msgs/msg/PoseStamped", "/gripper": "std_msgs/msg/Float64",
-                         "/expert/action": "trajectory_msgs/msg/JointTrajectory", "/episode": "std_msgs/msg/String"}
+                         "/expert/action": "trajectory_msgs/msg/JointTrajectory", "/episode": "std_msgs/msg/String",
+                         "/scene/target": "geometry_msgs/msg/PoseStamped",
+                         "/scene/plate": "geometry_msgs/msg/PoseStamped"}
         n_actions = b.topics["/expert/action"].count
         assert b.topics["/camera/image"].count == b.topics["/ee_pose"].count == n_actions + 1
+        assert b.topics["/scene/target"].count == b.topics["/scene/plate"].count == n_actions + 1
         msgs = b.messages(["/episode", "/expert/action", "/camera/image"])
         episode = [json.loads(m.msg.data) for m in msgs if m.topic == "/episode"]
         assert episode[-1]["success"] is True and episode[-1]["steps"] == n_actions

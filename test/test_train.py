@@ -136,3 +136,18 @@ def test_init_from_a_checkpoint_needs_the_same_sizes(episodes_dir, tmp_path, cap
     assert main(["train", "--data", str(episodes_dir), "--config", str(cfg), "--out", str(first), "--resume",
                  "--init", str(first / "checkpoint")]) == 2
     assert "exclude each other" in capsys.readouterr().err
+
+
+def test_probe_reports_grounding_by_step(episodes_dir, tmp_path, capsys):
+    from vla_pruner_ros.train.probe import NAMES, probe
+
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(json.dumps({**SMALL, "steps": 2}))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(episodes_dir), "--config", str(cfg), "--out", str(run)]) == 0
+    result = probe(run, episodes_dir, steps=(0, 2))
+    assert set(result) == {0, 2} and all(r["episodes"] == 3 for r in result.values())
+    assert set(result[0]["corr"]) == set(NAMES) and all(np.isfinite(v) for v in result[0]["mse"].values())
+    capsys.readouterr()
+    assert main(["probe", "--run", str(tmp_path), "--data", str(episodes_dir)]) == 2
+    assert "holds no trainer_state.pt" in capsys.readouterr().err

@@ -215,6 +215,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .train.probe import probe, table
+
+    result = probe(args.run, args.data, tuple(args.steps), args.episodes)
+    print("correlation of the object positions the scene head implies with the true ones, by episode step")
+    print(table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .progress import Progress
 
@@ -228,6 +239,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.families) - set(FAMILIES))
     if unknown:
         raise ValueError(f"--families {','.join(unknown)}: unknown; expected some of {','.join(FAMILIES)}")
+    if args.model is None:
+        from .model import EMBEDDED, EMBEDDED_DIR
+
+        args.model = EMBEDDED if (EMBEDDED_DIR / "config.json").exists() else "small"
     if args.replan_steps < 0:
         raise ValueError(f"--replan-steps {args.replan_steps} must be >= 0 (0 = the chunk length)")
     rep = evaluate(args.model, args.methods, args.keep, args.episodes, args.seed, args.split,
@@ -407,8 +422,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from these weights (same sizes) with a fresh optimiser, e.g. on new episodes")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("probe", help="does a training run find the named object? (auxiliary head, by step)")
+    p.add_argument("--run", required=True, metavar="DIR", help="a `train --out` directory")
+    p.add_argument("--data", required=True, metavar="DIR", help="recorded episodes with /scene topics")
+    p.add_argument("--steps", type=lambda t: [int(x) for x in _names(t)], default=[0, 3, 8],
+                   help="episode steps to probe")
+    p.add_argument("--episodes", type=int, default=60)
+    p.add_argument("--json", default=None, metavar="PATH")
+    p.set_defaults(func=cmd_probe)
+
     p = sub.add_parser("eval", help="closed-loop task success per pruning method in the simulator")
-    p.add_argument("--model", default="embedded", help="checkpoint directory, 'embedded' (the shipped model) or preset")
+    p.add_argument("--model", default=None,
+                   help="checkpoint directory, 'embedded' (the shipped model) or preset; default: embedded once it "
+                        "ships, else small")
     p.add_argument("--methods", type=_names, default=("none", "random", "fastv", "divprune", "vla_pruner", "vla_iap",
                                                        "hybrid"))
     p.add_argument("--keep", type=_floats, default=(0.5, 0.25, 0.125))
@@ -473,12 +499,12 @@ def main(argv: list[str] | None = None) -> int:
 
     errors: tuple[type[BaseException], ...] = (ModelError, PrunerError, ValueError, FileNotFoundError,
                                                NotADirectoryError, FileExistsError)
-    if args.command in ("replay", "play", "train"):
+    if args.command in ("replay", "play", "train", "probe"):
         from .replay.bag import BagError
         from .replay.replayer import ReplayError
 
         errors = (*errors, BagError, ReplayError)
-    if args.command == "train":
+    if args.command in ("train", "probe"):
         from .train.trainer import TrainError
 
         errors = (*errors, TrainError)

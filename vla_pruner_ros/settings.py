@@ -19,7 +19,7 @@ from .pruning import PRUNERS, Pruner, build_pruner
 from .safety import SafetyConfig
 from .yaml_file import load_yaml
 
-DEFAULT_MODEL = "embedded"  # the small VLA trained on the simulator, shipped in the package
+DEFAULT_MODEL = "small"  # preset with seeded random weights until the trained model ships (issue 7)
 
 
 class SettingsError(ValueError):
