@@ -2,7 +2,7 @@
 
 Launch arguments: ``params_file``, ``model_path``, ``method``, ``keep_ratio``, ``dry_run``,
 ``namespace``, ``image_topic``, ``instruction_topic``. Empty ``model_path``/``method``/``keep_ratio``
-keep the parameter file's values. With no ``model_path`` the node runs the embedded default model,
+keep the parameter file's values. With no ``model_path`` the node runs the package's default model (``DEFAULT_MODEL``),
 whose only statistics key is used (a robot file's ``unnorm_key`` belongs to a real checkpoint).
 """
 
@@ -38,7 +38,7 @@ ROBOTS = {
 
 ARGUMENTS = {
     "params_file": "ROS 2 parameter file of the node",
-    "model_path": "checkpoint directory or preset; empty = the parameter file's (the embedded model)",
+    "model_path": "checkpoint directory or preset; empty = the package's default model",
     "method": "pruning method; empty = the parameter file's",
     "keep_ratio": "visual tokens kept per camera, in (0, 1]; empty = the parameter file's",
     "dry_run": "true: start disarmed (call ~/enable to arm)",
@@ -98,7 +98,7 @@ def generate(robot: str):
 SIM_ARGUMENTS = {
     "method": "pruning method of vla_node",
     "keep_ratio": "visual tokens kept per camera, in (0, 1]",
-    "model_path": "checkpoint directory or preset for vla_node; empty = the embedded model",
+    "model_path": "checkpoint directory or preset for vla_node; empty = the package's default model",
     "family": "task family: pick, push or place",
     "color": "colour of the task's object",
     "shape": "shape of the task's object: cube, block or cylinder",
