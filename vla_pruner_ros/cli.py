@@ -240,9 +240,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"--families {','.join(unknown)}: unknown; expected some of {','.join(FAMILIES)}")
     if args.model is None:
-        from .model import EMBEDDED, EMBEDDED_DIR
+        from .model import EMBEDDED, embedded_available
 
-        args.model = EMBEDDED if (EMBEDDED_DIR / "config.json").exists() else "small"
+        args.model = EMBEDDED if embedded_available() else "small"
     if args.replan_steps < 0:
         raise ValueError(f"--replan-steps {args.replan_steps} must be >= 0 (0 = the chunk length)")
     rep = evaluate(args.model, args.methods, args.keep, args.episodes, args.seed, args.split,
@@ -263,11 +263,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The README's main job: with the embedded model and the shipped episode, a replay comparing the
     methods against ``none`` that writes the output bag, plots and report; otherwise (or with
     --synthetic) the policy on generated frames."""
-    from .model import EMBEDDED_DIR
+    from .model import embedded_available
 
     model = args.model
     if model == "auto":
-        shipped = (EMBEDDED_DIR / "config.json").exists() and (SAMPLE_EPISODE / "metadata.yaml").exists()
+        shipped = embedded_available() and (SAMPLE_EPISODE / "metadata.yaml").exists()
         model = "embedded" if shipped and not args.synthetic else "small"
         if model == "embedded":
             from .replay.command import ReplayArgs, print_summary, run_replay

@@ -224,7 +224,7 @@ def build_settings_pruner(settings: NodeSettings, model_layer: int | None = None
         params["keep_ratio"] = p.keep_ratio
     if p.layer >= 0:
         params["layer"] = p.layer
-    elif model_layer is not None and "layer" not in params and PRUNERS[p.method].config_class().layer > 0:
+    elif model_layer is not None and PRUNERS[p.method].config_class().layer > 0:
         params["layer"] = model_layer
     try:
         return build_pruner(p.method, **params)

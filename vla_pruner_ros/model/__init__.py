@@ -17,10 +17,15 @@ EMBEDDED = "embedded"  # the model trained on the simulator and shipped in the p
 EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "models" / "sim_tabletop"
 
 
+def embedded_available() -> bool:
+    """Whether the simulator-trained model is installed with the package."""
+    return (EMBEDDED_DIR / "config.json").exists()
+
+
 def resolve_model_path(source: str | Path) -> str | Path:
     """``embedded`` -> the shipped checkpoint directory; anything else unchanged."""
     if str(source) == EMBEDDED:
-        if not (EMBEDDED_DIR / "config.json").exists():
+        if not embedded_available():
             raise CheckpointError(f"the embedded model is missing from {EMBEDDED_DIR}; reinstall the package")
         return EMBEDDED_DIR
     return source
@@ -66,4 +71,4 @@ __all__ = ["EMBEDDED", "EMBEDDED_DIR", "PRESET_NAMES", "CheckpointError", "Confi
            "PruneSpec",
            "SelectionInput", "UnnormKeyError", "VLAConfig", "VLAModel", "build_model", "build_preset",
            "build_tokenizer", "identity_norm_stats", "load_checkpoint", "load_model", "load_tokenizer", "preset",
-           "resolve_model_path", "save_checkpoint"]
+           "embedded_available", "resolve_model_path", "save_checkpoint"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.errors import ReaderError
 from rosbags.typesys import Stores, get_typestore
@@ -17,6 +18,12 @@ TRAJECTORY_TYPE = "trajectory_msgs/msg/JointTrajectory"
 POSE_TYPE = "geometry_msgs/msg/PoseStamped"
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
+
+
+def pose_arrays(msg) -> tuple[np.ndarray, np.ndarray]:
+    """Position (3,) and orientation quaternion (x, y, z, w) of a deserialised PoseStamped."""
+    p, o = msg.pose.position, msg.pose.orientation
+    return np.array([p.x, p.y, p.z]), np.array([o.x, o.y, o.z, o.w])
 
 
 class BagError(Exception):

@@ -22,7 +22,7 @@ from ..images import MessageError, compressed_to_rgb, image_to_rgb
 from ..policy import NonFiniteActionError, TickStats
 from ..safety import SafetyFilter, UnsafeActionError
 from ..settings import NodeSettings, build_policy
-from .bag import BagMessage
+from .bag import BagMessage, pose_arrays
 
 
 class ReplayError(Exception):
@@ -143,9 +143,8 @@ def replay_method(inp: ReplayInput, settings: NodeSettings, model, tokenizer, me
                 except ValueError as err:
                     run.warnings.append(f"instruction at {m.time - t0:.3f} s ignored: {err}")
             elif m.topic == inp.pose_topic:
-                p, o = m.msg.pose.position, m.msg.pose.orientation
                 try:
-                    core.set_pose(np.array([p.x, p.y, p.z]), np.array([o.x, o.y, o.z, o.w]), m.time)
+                    core.set_pose(*pose_arrays(m.msg), m.time)
                 except ValueError as err:
                     run.warnings.append(f"pose at {m.time - t0:.3f} s ignored: {err}")
         try:

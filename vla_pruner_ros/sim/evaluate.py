@@ -86,8 +86,6 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
     from ..settings import load_settings_model
 
     model, tokenizer = load_settings_model(base)
-    if layer is None:
-        layer = model.config.prune_layer  # None: each method's own default K
     # Frames at the simulator camera's own size (as recorded and as sim_node publishes); the policy
     # resizes them to the model's input exactly as it does for a real camera.
     env = TabletopEnv(control_hz=base.control.rate_hz)
@@ -99,8 +97,8 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
     done = 0
     try:
         for method, keep in configs:
-            default_k = PRUNERS[method].config_class().layer
-            k = layer if layer is not None and default_k > 0 else -1
+            # -1: build_policy applies the model's prune_layer (or the method's default K)
+            k = layer if layer is not None and PRUNERS[method].config_class().layer > 0 else -1
             pruning = dataclasses.replace(base.pruning, method=method, keep_ratio=keep, layer=k)
             policy = build_policy(dataclasses.replace(base, pruning=pruning), model, tokenizer)
             core = ControlCore(policy, base.control, SafetyFilter(base.safety))
@@ -116,7 +114,8 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
     finally:
         env.close()
     return report(results, families, {"model": model_path, "episodes_per_family": episodes, "seed": seed,
-                                      "split": split, "layer": layer,
+                                      "split": split,
+                                      "layer": layer if layer is not None else model.config.prune_layer,
                                       "replan_steps": base.control.replan_steps,
                                       "seconds": round(time.time() - start, 1)})
 

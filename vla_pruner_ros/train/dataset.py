@@ -12,7 +12,7 @@ import numpy as np
 
 from ..images import compressed_to_rgb, image_to_rgb
 from ..model.vision import resize_frame
-from ..replay.bag import Bag, BagError
+from ..replay.bag import Bag, BagError, pose_arrays
 
 IMAGE_TOPICS = ("/camera/image", "/camera/image/compressed")
 SCENE_TOPICS = ("/scene/target", "/scene/plate")  # optional: the auxiliary loss's targets
@@ -48,13 +48,11 @@ def load_episode(path: Path, image_size: int) -> Episode:
     for m in by_topic[image_topic]:
         rgb = compressed_to_rgb(m.msg) if image_topic.endswith("compressed") else image_to_rgb(m.msg)
         frames.append(resize_frame(rgb, image_size))  # exactly as the policy resizes camera frames
-    poses = [m.msg.pose for m in by_topic["/ee_pose"]]
+    poses = [np.concatenate(pose_arrays(m.msg)) for m in by_topic["/ee_pose"]]
     actions = np.array([m.msg.points[0].positions for m in by_topic["/expert/action"]], np.float32)
     # The proprio ControlCore gives the policy: pose and the last gripper command (1 = open at first).
     last_grip = np.concatenate([[1.0], actions[:, 6]])
-    proprio = np.array([[p.position.x, p.position.y, p.position.z, p.orientation.x, p.orientation.y,
-                         p.orientation.z, p.orientation.w, last_grip[min(i, len(last_grip) - 1)]]
-                        for i, p in enumerate(poses)], np.float32)
+    proprio = np.array([[*pose, last_grip[min(i, len(last_grip) - 1)]] for i, pose in enumerate(poses)], np.float32)
     n = len(frames)
     if len(actions) == n - 1:  # the last frame has no action: hold still with the last gripper command
         actions = np.concatenate([actions, [[0, 0, 0, 0, 0, 0, actions[-1, 6]]]]).astype(np.float32)
@@ -62,16 +60,11 @@ def load_episode(path: Path, image_size: int) -> Episode:
     scene = None
     if all(len(by_topic.get(t, [])) >= n for t in SCENE_TOPICS):
         ee = proprio[:n, :3]
-        target = np.array([_xyz(m.msg) for m in by_topic["/scene/target"][:n]], np.float32)
-        plate = np.array([_xyz(m.msg) for m in by_topic["/scene/plate"][:n]], np.float32)
+        target = np.array([pose_arrays(m.msg)[0] for m in by_topic["/scene/target"][:n]], np.float32)
+        plate = np.array([pose_arrays(m.msg)[0] for m in by_topic["/scene/plate"][:n]], np.float32)
         scene = np.concatenate([target - ee, plate[:, :2] - ee[:, :2]], axis=1)
     return Episode(path.name, by_topic["/instruction"][0].msg.data, np.stack(frames), proprio[:n], actions[:n],
                    bool(info.get("held_out", False)), bool(info.get("success", False)), scene)
-
-
-def _xyz(pose_stamped) -> list[float]:
-    p = pose_stamped.pose.position
-    return [p.x, p.y, p.z]
 
 
 def load_episodes(data_dir: str | Path, image_size: int, progress=None) -> list[Episode]:

@@ -18,7 +18,7 @@ import torch
 
 from ..model import build_tokenizer, load_checkpoint
 from .dataset import load_episodes
-from .trainer import SCENE_SCALE, Batches, SceneHead, TrainConfig, TrainError
+from .trainer import SCENE_SCALE, Batches, SceneHead, TrainConfig, TrainError, action_rows
 
 NAMES = ("target_x", "target_y", "target_z", "plate_x", "plate_y")
 
@@ -52,10 +52,7 @@ def probe(run_dir: str | Path, data_dir: str | Path, steps: tuple[int, ...] = (0
             batch = batches.make(chosen, None)
             hand = np.array([np.r_[episodes[i].proprio[t, :3], episodes[i].proprio[t, :2]] for i, t in chosen])
             with torch.no_grad():
-                visual = model.encode_images(batch.pixel)
-                embeds, layout = model.build_inputs(visual, batch.ids, batch.proprio)
-                rows = model.run_llm(embeds, layout).hidden[:, torch.arange(*layout.actions)]
-                pred.append(head(rows).numpy() * SCENE_SCALE + hand)
+                pred.append(head(action_rows(model, batch)).numpy() * SCENE_SCALE + hand)
             true.append(batch.scene.numpy() * SCENE_SCALE + hand)
         if not pred:
             continue

@@ -227,13 +227,17 @@ class Batches:
                 yield self.make(bucket[k:k + self.cfg.batch_size], None)
 
 
+def action_rows(model, batch: Batch) -> torch.Tensor:
+    """Final hidden states (B, chunk_len * A, d) of the action query rows, unpruned."""
+    visual = model.encode_images(batch.pixel)
+    embeds, layout = model.build_inputs(visual, batch.ids, batch.proprio)
+    return model.run_llm(embeds, layout).hidden[:, torch.arange(*layout.actions)]
+
+
 def batch_losses(model, batch: Batch, kind: str = "l1",
                  scene_head: SceneHead | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(chunk regression loss (``kind`` from LOSSES) in normalised action units, auxiliary scene MSE or None)."""
-    visual = model.encode_images(batch.pixel)
-    embeds, layout = model.build_inputs(visual, batch.ids, batch.proprio)
-    res = model.run_llm(embeds, layout)
-    rows = res.hidden[:, torch.arange(*layout.actions)]
+    rows = action_rows(model, batch)
     loss = LOSSES[kind](model.action_head(rows) - batch.targets)
     aux = None if scene_head is None else (scene_head(rows) - batch.scene).pow(2).mean()
     return loss, aux
