@@ -151,3 +151,26 @@ def test_probe_reports_grounding_by_step(episodes_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["probe", "--run", str(tmp_path), "--data", str(episodes_dir)]) == 2
     assert "holds no trainer_state.pt" in capsys.readouterr().err
+
+
+def test_each_sample_keeps_its_own_instruction(episodes_dir):
+    """Samples are bucketed by prompt length; instructions of one length must not be shared in a batch."""
+    from dataclasses import replace
+
+    from vla_pruner_ros.model import build_model, build_tokenizer
+    from vla_pruner_ros.train.trainer import Batches
+
+    cfg = TrainConfig(**SMALL, steps=1)
+    ep = load_episodes(episodes_dir, cfg.image_size)[0]
+    eps = [replace(ep, instruction="pick up the red cube"), replace(ep, instruction="pick up the blue cube")]
+    tok = build_tokenizer()
+    model = build_model(cfg.model_config(len(tok), norm_stats(eps, "sim_tabletop")))
+    batches = Batches(eps, tok, model.config, cfg)
+    assert len(batches.buckets) == 1  # same length: one bucket
+    both = batches.make([(0, 1), (1, 2), (0, 3)], None).ids
+    alone = [batches.make([item], None).ids[0] for item in [(0, 1), (1, 2), (0, 3)]]
+    assert not np.array_equal(alone[0].numpy(), alone[1].numpy())
+    for row, want in zip(both, alone, strict=True):
+        assert np.array_equal(row.numpy(), want.numpy())
+    words = [tok.decode(row.tolist()).split() for row in both]
+    assert ("red" in words[0], "blue" in words[1], "red" in words[2]) == (True, True, True)

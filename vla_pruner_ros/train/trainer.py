@@ -209,7 +209,7 @@ class Batches:
             targets.append(self.normalizer.normalize(chunk_targets(e.actions, t, cfg.chunk_len)))
             scene.append(e.scene[t] / SCENE_SCALE if e.scene is not None else np.full(SCENE_DIM, np.nan))
         pixel = preprocess_images(images, self.mcfg).unsqueeze(1)  # (B, 1, 6, S, S)
-        ids = torch.tensor([self.ids[items[0][0]]] * len(items))
+        ids = torch.tensor([self.ids[i] for i, _ in items])  # one length per bucket, each its own instruction
         return Batch(pixel, ids, torch.tensor(np.array(proprio), dtype=torch.float32),
                      torch.tensor(np.array(targets), dtype=torch.float32),
                      torch.tensor(np.array(scene), dtype=torch.float32))
