@@ -175,5 +175,19 @@ def test_closed_loop_eval_table(tmp_path, capsys):
     none, fastv = rep["rows"]
     assert set(none["success"]) == {"pick", "push", "place"} and none["speedup"] == 1.0
     assert fastv["tokens_kept"] == 32.0 and fastv["llm_flops_ratio"] < 1 and none["tick_ms"] > 0
-    assert md.read_text().startswith("| method | keep | pick | push | place |")
+    assert none["delta_vs_none"] == 0.0
+    assert md.read_text().startswith("| method | keep | pick | push | place | avg (± s.e.) | rel. | vs none")
     assert "| fastv | 50.0% |" in capsys.readouterr().out
+
+
+def test_paired_difference_against_hand_computed_values():
+    from vla_pruner_ros.sim.evaluate import MethodResult, paired_difference
+
+    a = MethodResult("fastv", 0.5, {"pick": [True, True, False, True], "push": [False, False]})
+    ref = MethodResult("none", 1.0, {"pick": [True, False, False, True], "push": [True, False]})
+    delta, se = paired_difference(a, ref)
+    # per-episode differences 0, 1, 0, 0, -1, 0: mean 0, sample variance 2/5, s.e. sqrt(2/5)/sqrt(6)
+    assert delta == 0.0 and abs(se - (0.4 ** 0.5) / 6 ** 0.5) < 1e-12
+    never, always = MethodResult("x", 1, {"pick": [False, False]}), MethodResult("n", 1, {"pick": [True, True]})
+    delta, se = paired_difference(never, always)
+    assert (delta, se) == (-1.0, 0.0)

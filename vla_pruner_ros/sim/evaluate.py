@@ -46,6 +46,17 @@ class MethodResult:
         p = self.rate(family)
         return math.sqrt(p * (1 - p) / len(vals)) if vals else float("nan")
 
+    def outcomes(self) -> np.ndarray:
+        return np.array([v for f in sorted(self.successes) for v in self.successes[f]], float)
+
+
+def paired_difference(a: MethodResult, b: MethodResult) -> tuple[float, float]:
+    """Mean success difference a - b over the same seeded episodes and its standard error (paired)."""
+    d = a.outcomes() - b.outcomes()
+    if len(d) < 2:
+        return float(d.mean()) if len(d) else float("nan"), float("nan")
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+
 
 def run_episode(core: ControlCore, env: TabletopEnv, task, seed: int, result: MethodResult) -> bool:
     obs = env.reset(seed, task)
@@ -126,11 +137,14 @@ def report(results: list[MethodResult], families: tuple[str, ...], meta: dict) -
     rows = []
     for r in results:
         lat = float(np.median(r.latency_ms)) if r.latency_ms else float("nan")
+        delta, delta_se = paired_difference(r, ref)
         rows.append({
             "method": r.method, "keep": r.keep,
             "success": {f: round(100 * r.rate(f), 1) for f in families},
             "success_avg": round(100 * r.rate(), 1), "stderr_avg": round(100 * r.stderr(), 1),
             "relative_success": round(100 * r.rate() / ref.rate(), 1) if ref.rate() > 0 else None,
+            # same seeds for every method: the difference to unpruned and its paired standard error
+            "delta_vs_none": round(100 * delta, 1), "delta_stderr": round(100 * delta_se, 1),
             "llm_flops_ratio": round(float(np.mean(r.flops)), 3) if r.flops else None,
             "tokens_kept": round(float(np.mean(r.tokens)), 1) if r.tokens else None,
             "tick_ms": round(lat, 1), "speedup": round(ref_lat / lat, 2) if lat else None,
@@ -140,13 +154,14 @@ def report(results: list[MethodResult], families: tuple[str, ...], meta: dict) -
 
 def markdown(rep: dict) -> str:
     fams = rep["families"]
-    head = ("| method | keep | " + " | ".join(fams) + " | avg (± s.e.) | rel. | LLM FLOPs | tokens | tick ms | "
-            "speedup |")
-    lines = [head, "|" + "---|" * (len(fams) + 8)]
+    head = ("| method | keep | " + " | ".join(fams) + " | avg (± s.e.) | rel. | vs none (± paired s.e.) | LLM FLOPs | "
+            "tokens | tick ms | speedup |")
+    lines = [head, "|" + "---|" * (len(fams) + 9)]
     for r in rep["rows"]:
         lines.append(f"| {r['method']} | {100 * r['keep']:.1f}% | " + " | ".join(f"{r['success'][f]:.1f}" for f in fams)
                      + f" | {r['success_avg']:.1f} ± {r['stderr_avg']:.1f} | {r['relative_success']} | "
-                       f"{r['llm_flops_ratio']} | {r['tokens_kept']} | {r['tick_ms']} | {r['speedup']}x |")
+                       f"{r['delta_vs_none']:+.1f} ± {r['delta_stderr']:.1f} | {r['llm_flops_ratio']} | "
+                       f"{r['tokens_kept']} | {r['tick_ms']} | {r['speedup']}x |")
     return "\n".join(lines)
 
 
