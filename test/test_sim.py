@@ -13,7 +13,7 @@ from vla_pruner_ros.cli import main
 from vla_pruner_ros.replay.bag import Bag
 from vla_pruner_ros.sim.env import TabletopEnv
 from vla_pruner_ros.sim.expert import Expert, run_episode
-from vla_pruner_ros.sim.tasks import HELD_OUT, Task, all_tasks
+from vla_pruner_ros.sim.tasks import COLORS, HELD_OUT, Task, all_tasks
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,9 @@ def test_recorded_bags_read_back(tmp_path, capsys):
     assert len(bags) == 2
     with Bag(bags[0]) as b:
         types = {t: i.msgtype for t, i in b.topics.items()}
+        objects = {t for t in types if t.startswith("/scene/object/")}
+        assert 3 <= len(objects) <= 5 and {types.pop(t) for t in objects} == {"geometry_msgs/msg/PoseStamped"}
+        assert all(t.split("/")[-1].split("_")[0] in COLORS for t in objects)
         assert types == {"/camera/image": "sensor_msgs/msg/Image", "/instruction": "std_msgs/msg/String",
                          "/ee_pose": "geometry_msgs/msg/PoseStamped", "/gripper": "std_msgs/msg/Float64",
                          "/expert/action": "trajectory_msgs/msg/JointTrajectory", "/episode": "std_msgs/msg/String",

@@ -115,7 +115,7 @@ def test_position_code_and_loss_choice():
     dino = model.vision_backbone.featurizer.embeddings.position_embeddings[0]
     assert torch.equal(dino[0], torch.zeros_like(dino[0])) and torch.equal(dino[1:], sincos_2d(8, 32))
     err = torch.tensor([[0.5, -2.0]])
-    assert float(LOSSES["l1"](err)) == 1.25 and float(LOSSES["mse"](err)) == 2.125
+    assert float(LOSSES["l1"](err).mean()) == 1.25 and float(LOSSES["mse"](err).mean()) == 2.125
     with pytest.raises(TrainError, match="loss='huber'"):
         TrainConfig(loss="huber")
 
@@ -148,6 +148,8 @@ def test_probe_reports_grounding_by_step(episodes_dir, tmp_path, capsys):
     result = probe(run, episodes_dir, steps=(0, 2))
     assert set(result) == {0, 2} and all(r["episodes"] == 3 for r in result.values())
     assert set(result[0]["corr"]) == set(NAMES) and all(np.isfinite(v) for v in result[0]["mse"].values())
+    swapped = probe(run, episodes_dir, steps=(0,), counterfactual=True)[0]
+    assert 1 <= swapped["episodes"] <= 3 and swapped["mse"] != result[0]["mse"]
     capsys.readouterr()
     assert main(["probe", "--run", str(tmp_path), "--data", str(episodes_dir)]) == 2
     assert "holds no trainer_state.pt" in capsys.readouterr().err
@@ -174,3 +176,53 @@ def test_each_sample_keeps_its_own_instruction(episodes_dir):
         assert np.array_equal(row.numpy(), want.numpy())
     words = [tok.decode(row.tolist()).split() for row in both]
     assert ("red" in words[0], "blue" in words[1], "red" in words[2]) == (True, True, True)
+
+
+def test_counterfactual_instructions_name_another_object(episodes_dir):
+    """Counterfactual samples: same frame, an instruction naming another object of the scene, the scene
+    loss aimed at that object's recorded position, no action loss."""
+    import re
+
+    import torch
+
+    from vla_pruner_ros.model import build_model, build_tokenizer
+    from vla_pruner_ros.train.trainer import SCENE_SCALE, Batches, action_rows, batch_losses, counterfactuals
+
+    cfg = TrainConfig(**SMALL, steps=1, counterfactual=0.9)
+    eps = load_episodes(episodes_dir, cfg.image_size)
+    for ep in eps:  # only objects whose colour is theirs alone in the scene
+        colours = [k.split()[0] for k in ep.objects]
+        assert all(colours.count(k.split()[0]) == 1 for _, k in counterfactuals(ep))
+    e = next(ep for ep in eps if counterfactuals(ep))
+    named = re.search(r"the (\w+ \w+)", e.instruction).group(1)
+    assert named in e.objects and len(e.objects) >= 3
+    assert np.allclose(e.objects[named] - e.proprio[:, :3], e.scene[:, :3], atol=1e-6)  # = /scene/target
+    alts = counterfactuals(e)
+    assert alts and all(k != named and k.split()[0] != named.split()[0] for _, k in alts)
+    for text, k in alts:
+        assert text == e.instruction.replace(f"the {named}", f"the {k}")
+    tok = build_tokenizer()
+    model = build_model(cfg.model_config(len(tok), norm_stats(eps, "sim_tabletop")))
+    batches = Batches([e], tok, model.config, cfg)
+    items = [(0, t) for t in range(len(e.images))]
+    batch = batches.make(items, np.random.default_rng(0))
+    cf = [j for j, w in enumerate(batch.weight.tolist()) if w == 0]
+    assert 0 < len(cf) < len(items)
+    for j in range(len(items)):
+        words = tok.decode(batch.ids[j].tolist())
+        obj = next(k for _, k in alts if f"{k}" in words) if j in cf else named
+        assert obj in words
+        assert np.allclose(batch.scene[j, :3].numpy() * SCENE_SCALE, e.objects[obj][j] - e.proprio[j, :3], atol=1e-5)
+    # the action loss is the mean over the samples with weight 1 only
+    with torch.no_grad():
+        loss, _ = batch_losses(model, batch, "mse")
+        plain = batches.make(items, None)
+        assert plain.weight.tolist() == [1.0] * len(items)
+        full, _ = batch_losses(model, plain._replace(pixel=batch.pixel), "mse")
+        per = (model.action_head(action_rows(model, batch)) - batch.targets).pow(2).mean(dim=(1, 2))
+    keep = [j for j in range(len(items)) if j not in cf]
+    assert torch.isclose(loss, per[keep].mean(), atol=1e-6) and not torch.isclose(loss, full, atol=1e-9)
+    with pytest.raises(TrainError, match="counterfactual=1"):
+        TrainConfig(counterfactual=1)
+    with pytest.raises(TrainError, match="need aux_weight"):
+        TrainConfig(counterfactual=0.5, aux_weight=0)

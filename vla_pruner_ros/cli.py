@@ -218,8 +218,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from .train.probe import probe, table
 
-    result = probe(args.run, args.data, tuple(args.steps), args.episodes)
-    print("correlation of the object positions the scene head implies with the true ones, by episode step")
+    result = probe(args.run, args.data, tuple(args.steps), args.episodes, args.counterfactual)
+    print("correlation of the object positions the scene head implies with the true ones, by episode step"
+          + (" (instructions naming another object of the scene)" if args.counterfactual else ""))
     print(table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
@@ -428,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=lambda t: [int(x) for x in _names(t)], default=[0, 3, 8],
                    help="episode steps to probe")
     p.add_argument("--episodes", type=int, default=60)
+    p.add_argument("--counterfactual", action="store_true",
+                   help="name another object of each scene in the instruction (needs /scene/object/* topics)")
     p.add_argument("--json", default=None, metavar="PATH")
     p.set_defaults(func=cmd_probe)
 

@@ -5,7 +5,9 @@ Topics: ``/camera/image`` (sensor_msgs/Image rgb8, or ``/camera/image/compressed
 ``/instruction`` (std_msgs/String), ``/ee_pose`` (geometry_msgs/PoseStamped), ``/gripper``
 (std_msgs/Float64, finger opening in m), ``/expert/action`` (trajectory_msgs/JointTrajectory, one
 point, the action dimension names), ``/episode`` (std_msgs/String, JSON: id, seed, task,
-instruction, held_out; the last one also success and steps). Stamps are simulation time.
+instruction, held_out; the last one also success and steps). Privileged scene state for training's
+auxiliary loss (never an input of the policy): ``/scene/target`` and ``/scene/plate``
+(PoseStamped), and every object as ``/scene/object/<colour>_<shape>``. Stamps are simulation time.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from ..policy import DEFAULT_ACTION_NAMES
 from ..replay import writer as W
+from ..train.dataset import OBJECT_TOPIC
 from .env import TabletopEnv
 from .expert import run_episode
 from .tasks import FAMILIES, Task, all_tasks
@@ -81,6 +84,9 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
             # Privileged scene state for training's auxiliary loss: the target object and the plate.
             w.write("/scene/target", W.pose_stamped(env.object_position(env.target.name), IDENTITY, t, FRAME), ns(t))
             w.write("/scene/plate", W.pose_stamped(np.array([*env.plate[:2], 0.0]), IDENTITY, t, FRAME), ns(t))
+            for o in env.objects:  # every object: what training's counterfactual instructions point at
+                w.write(f"{OBJECT_TOPIC}{o.color}_{o.shape}",
+                        W.pose_stamped(env.object_position(o.name), IDENTITY, t, FRAME), ns(t))
             if action is not None:
                 w.write("/expert/action", W.joint_trajectory(np.asarray(action)[None], DEFAULT_ACTION_NAMES, env.dt,
                                                             t, FRAME), ns(t))

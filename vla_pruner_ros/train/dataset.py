@@ -5,7 +5,7 @@ the expert's next ``chunk_len`` actions."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from ..replay.bag import Bag, BagError, pose_arrays
 
 IMAGE_TOPICS = ("/camera/image", "/camera/image/compressed")
 SCENE_TOPICS = ("/scene/target", "/scene/plate")  # optional: the auxiliary loss's targets
+OBJECT_TOPIC = "/scene/object/"  # + "<colour>_<shape>": every object, for counterfactual instructions
 
 
 @dataclass
@@ -30,6 +31,9 @@ class Episode:
     # (T, 5) privileged scene state relative to the end effector: target object xyz - ee xyz,
     # plate xy - ee xy (metres); None for bags recorded without /scene/* topics.
     scene: np.ndarray | None = None
+    # "<colour> <shape>" -> (T, 3) position of every object of the scene (metres; empty without the
+    # /scene/object/* topics)
+    objects: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def load_episode(path: Path, image_size: int) -> Episode:
@@ -40,7 +44,8 @@ def load_episode(path: Path, image_size: int) -> Episode:
         if image_topic is None or missing:
             raise BagError(f"{path} is not a recorded simulator episode (missing {missing or list(IMAGE_TOPICS)}); "
                            f"its topics are:\n{bag.describe()}")
-        msgs = bag.messages([image_topic, *needed, *(t for t in SCENE_TOPICS if t in bag.topics)])
+        scene_topics = [t for t in bag.topics if t in SCENE_TOPICS or t.startswith(OBJECT_TOPIC)]
+        msgs = bag.messages([image_topic, *needed, *scene_topics])
     by_topic: dict[str, list] = {}
     for m in msgs:
         by_topic.setdefault(m.topic, []).append(m)
@@ -57,6 +62,9 @@ def load_episode(path: Path, image_size: int) -> Episode:
     if len(actions) == n - 1:  # the last frame has no action: hold still with the last gripper command
         actions = np.concatenate([actions, [[0, 0, 0, 0, 0, 0, actions[-1, 6]]]]).astype(np.float32)
     info = json.loads(by_topic["/episode"][-1].msg.data)
+    objects = {t[len(OBJECT_TOPIC):].replace("_", " "): np.array([pose_arrays(m.msg)[0] for m in by_topic[t][:n]],
+                                                                  np.float32)
+               for t in by_topic if t.startswith(OBJECT_TOPIC) and len(by_topic[t]) >= n}
     scene = None
     if all(len(by_topic.get(t, [])) >= n for t in SCENE_TOPICS):
         ee = proprio[:n, :3]
@@ -64,7 +72,7 @@ def load_episode(path: Path, image_size: int) -> Episode:
         plate = np.array([pose_arrays(m.msg)[0] for m in by_topic["/scene/plate"][:n]], np.float32)
         scene = np.concatenate([target - ee, plate[:, :2] - ee[:, :2]], axis=1)
     return Episode(path.name, by_topic["/instruction"][0].msg.data, np.stack(frames), proprio[:n], actions[:n],
-                   bool(info.get("held_out", False)), bool(info.get("success", False)), scene)
+                   bool(info.get("held_out", False)), bool(info.get("success", False)), scene, objects)
 
 
 def load_episodes(data_dir: str | Path, image_size: int, progress=None) -> list[Episode]:

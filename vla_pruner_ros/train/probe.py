@@ -6,11 +6,15 @@ head implies (its predicted offsets plus the hand position) and the true positio
 object (x, y, z) and the plate (x, y). Adding the hand position back removes what the proprio alone
 explains, so a correlation near zero means the model does not find that object at all. At step 0
 the hand has not moved yet, so there the target can only come from the image and the instruction;
-later steps can also read it from where the hand has gone.
+later steps can also read it from where the hand has gone. With ``counterfactual``, each episode's
+instruction names another object of its scene instead (see ``trainer.counterfactuals``) and the
+target is that object: only a model that binds the words to the object scores there, since the
+scene layout and the hand's heading point at the demonstrated one.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +22,13 @@ import torch
 
 from ..model import build_tokenizer, load_checkpoint
 from .dataset import load_episodes
-from .trainer import SCENE_SCALE, Batches, SceneHead, TrainConfig, TrainError, action_rows
+from .trainer import SCENE_SCALE, Batches, SceneHead, TrainConfig, TrainError, action_rows, counterfactuals
 
 NAMES = ("target_x", "target_y", "target_z", "plate_x", "plate_y")
 
 
 def probe(run_dir: str | Path, data_dir: str | Path, steps: tuple[int, ...] = (0, 3, 8),
-          max_episodes: int = 60) -> dict:
+          max_episodes: int = 60, counterfactual: bool = False) -> dict:
     """{step: {"episodes": n, "corr": {name: r}, "mse": {name: e}}} on up to ``max_episodes`` episodes."""
     run_dir = Path(run_dir)
     state_path = run_dir / "trainer_state.pt"
@@ -39,8 +43,13 @@ def probe(run_dir: str | Path, data_dir: str | Path, steps: tuple[int, ...] = (0
     head.load_state_dict(state["scene_head"])
     episodes = load_episodes(data_dir, cfg.image_size)
     episodes = [e for e in episodes if e.scene is not None][:max_episodes]
+    if counterfactual:  # the first other object of each scene, where there is one
+        episodes = [replace(e, instruction=alts[0][0],
+                            scene=np.concatenate([e.objects[alts[0][1]] - e.proprio[:, :3], e.scene[:, 3:]], 1))
+                    for e in episodes if (alts := counterfactuals(e))]
     if not episodes:
-        raise TrainError(f"{data_dir} has no episodes with /scene topics; record them with `vla-pruner sim record`")
+        raise TrainError(f"{data_dir} has no episodes with /scene topics{' (every object)' * counterfactual}; "
+                         "record them with `vla-pruner sim record`")
     batches = Batches(episodes, build_tokenizer(), model.config, cfg)
     out = {}
     for step in steps:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ SCENE_DIM = 5  # target object xyz and plate xy, relative to the end effector
 SCENE_SCALE = 0.2  # metres -> roughly unit targets
 
 
-LOSSES = {"l1": lambda err: err.abs().mean(), "mse": lambda err: err.pow(2).mean()}
+LOSSES = {"l1": torch.abs, "mse": torch.square}  # elementwise; averaged per sample by batch_losses
 
 
 class TrainError(ValueError):
@@ -62,6 +63,7 @@ class TrainConfig:
     lr: float = 1e-3
     loss: str = "mse"  # mse | l1: an L1 start from scratch collapses onto the per-dimension median
     aux_weight: float = 1.0  # auxiliary scene loss (see SceneHead); 0 = off
+    counterfactual: float = 0.0  # share of samples whose instruction names another object (see Batches)
     weight_decay: float = 0.01
     warmup_steps: int = 100
     shift_px: int = 4  # random translation augmentation
@@ -82,6 +84,10 @@ class TrainConfig:
             raise TrainError(f"chunk_len={self.chunk_len}; expected 4..8")
         if self.aux_weight < 0:
             raise TrainError(f"aux_weight={self.aux_weight} must be >= 0")
+        if not 0 <= self.counterfactual < 1:
+            raise TrainError(f"counterfactual={self.counterfactual}; expected a share in [0, 1)")
+        if self.counterfactual and not self.aux_weight:
+            raise TrainError("counterfactual samples train only the auxiliary scene loss; they need aux_weight > 0")
         for name in ("batch_size", "steps", "val_every", "save_every"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name}={getattr(self, name)} must be >= 1")
@@ -157,6 +163,7 @@ class Batch(NamedTuple):
     proprio: torch.Tensor  # (B, 8) normalised
     targets: torch.Tensor  # (B, chunk_len, 7) normalised actions
     scene: torch.Tensor  # (B, SCENE_DIM) scene offsets / SCENE_SCALE (NaN when not recorded)
+    weight: torch.Tensor  # (B,) weight of each sample's action loss: 0 for counterfactual samples
 
 
 class SceneHead(nn.Module):
@@ -176,16 +183,39 @@ class SceneHead(nn.Module):
         return self.fc(action_rows.mean(dim=1))
 
 
+def counterfactuals(e: Episode) -> list[tuple[str, str]]:
+    """(instruction, object) pairs for the other objects of the scene: the episode's instruction with its
+    object ("the red cube") replaced by another one whose colour no other object of the scene has."""
+    named = [k for k in e.objects if re.search(rf"\bthe {k}\b", e.instruction)]
+    if len(named) != 1:
+        return []
+    colours = [k.split()[0] for k in e.objects]
+    return [(re.sub(rf"\bthe {named[0]}\b", f"the {k}", e.instruction), k) for k in e.objects
+            if k != named[0] and colours.count(k.split()[0]) == 1 and k.split()[0] != named[0].split()[0]]
+
+
 class Batches:
-    """Samples (episode, step) grouped by prompt length; yields model-ready tensors."""
+    """Samples (episode, step) grouped by prompt length; yields model-ready tensors.
+
+    With ``counterfactual`` > 0, that share of the training samples (where the scene has other objects
+    of their own colour) keep the frame but get an instruction naming another object of the scene; their
+    scene-loss target becomes that object and their action loss is off (no demonstration exists for
+    it). The same image with different words then needs different answers, which a model that reads
+    the target from the scene layout or from where the hand is heading cannot give: it must bind the
+    colour word to the object."""
 
     def __init__(self, episodes: list[Episode], tokenizer, model_config: VLAConfig, cfg: TrainConfig) -> None:
         self.episodes, self.cfg, self.mcfg = episodes, cfg, model_config
         self.normalizer = ActionNormalizer(model_config.norm_stats, NORM_KEY, model_config.action_dim)
         stats = model_config.norm_stats[NORM_KEY]["proprio"]
         self.p_low, self.p_high = np.array(stats["q01"]), np.array(stats["q99"])
-        self.ids = [encode_prompt(tokenizer, model_config.prompt_template.format(instruction=e.instruction.lower()),
-                                  None) for e in episodes]
+        def ids(text: str) -> list[int]:
+            return encode_prompt(tokenizer, model_config.prompt_template.format(instruction=text.lower()), None)
+
+        self.ids = [ids(e.instruction) for e in episodes]
+        # per episode: (prompt ids, object) of its counterfactual instructions of the same prompt length
+        self.alternatives = [[(a, k) for a, k in ((ids(text), k) for text, k in counterfactuals(e))
+                              if len(a) == len(self.ids[i])] for i, e in enumerate(episodes)]
         self.buckets: dict[int, list[tuple[int, int]]] = {}
         for i, e in enumerate(episodes):
             for t in range(len(e.images)):
@@ -200,19 +230,25 @@ class Batches:
 
     def make(self, items: list[tuple[int, int]], rng: np.random.Generator | None):
         cfg = self.cfg
-        images, proprio, targets, scene = [], [], [], []
+        images, proprio, targets, scene, ids, weight = [], [], [], [], [], []
         for i, t in items:
             e = self.episodes[i]
             img = e.images[t] if rng is None else augment(e.images[t], rng, cfg.shift_px, cfg.color_jitter)
             images.append(img)
             proprio.append(self.proprio(e.proprio[t]))
             targets.append(self.normalizer.normalize(chunk_targets(e.actions, t, cfg.chunk_len)))
-            scene.append(e.scene[t] / SCENE_SCALE if e.scene is not None else np.full(SCENE_DIM, np.nan))
+            s = e.scene[t].copy() if e.scene is not None else np.full(SCENE_DIM, np.nan)
+            prompt, w = self.ids[i], 1.0  # one length per bucket, each sample its own instruction
+            if rng is not None and self.alternatives[i] and rng.random() < cfg.counterfactual:
+                prompt, obj = self.alternatives[i][int(rng.integers(len(self.alternatives[i])))]
+                s[:3], w = e.objects[obj][t] - e.proprio[t, :3], 0.0
+            scene.append(s / SCENE_SCALE)
+            ids.append(prompt)
+            weight.append(w)
         pixel = preprocess_images(images, self.mcfg).unsqueeze(1)  # (B, 1, 6, S, S)
-        ids = torch.tensor([self.ids[i] for i, _ in items])  # one length per bucket, each its own instruction
-        return Batch(pixel, ids, torch.tensor(np.array(proprio), dtype=torch.float32),
+        return Batch(pixel, torch.tensor(ids), torch.tensor(np.array(proprio), dtype=torch.float32),
                      torch.tensor(np.array(targets), dtype=torch.float32),
-                     torch.tensor(np.array(scene), dtype=torch.float32))
+                     torch.tensor(np.array(scene), dtype=torch.float32), torch.tensor(weight))
 
     def sample(self, rng: np.random.Generator):
         keys = list(self.buckets)
@@ -238,7 +274,8 @@ def batch_losses(model, batch: Batch, kind: str = "l1",
                  scene_head: SceneHead | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(chunk regression loss (``kind`` from LOSSES) in normalised action units, auxiliary scene MSE or None)."""
     rows = action_rows(model, batch)
-    loss = LOSSES[kind](model.action_head(rows) - batch.targets)
+    per_sample = LOSSES[kind](model.action_head(rows) - batch.targets).mean(dim=(1, 2))
+    loss = (per_sample * batch.weight).sum() / batch.weight.sum().clamp(min=1.0)
     aux = None if scene_head is None else (scene_head(rows) - batch.scene).pow(2).mean()
     return loss, aux
 
@@ -291,6 +328,10 @@ def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: b
             raise TrainError(f"aux_weight={cfg.aux_weight} needs the /scene/target and /scene/plate topics, which "
                              f"{len(missing)} episode(s) lack (e.g. {missing[0]}); re-record them with "
                              "`vla-pruner sim record`, or set aux_weight: 0")
+        if cfg.counterfactual and not any(train_b.alternatives):
+            raise TrainError(f"counterfactual={cfg.counterfactual} needs the /scene/object/* topics (every object's "
+                             "pose), which these episodes lack; re-record them with `vla-pruner sim record`, or set "
+                             "counterfactual: 0")
         torch.manual_seed(cfg.seed)
         scene_head = SceneHead(mcfg.llm_dim)
         if resume and state_path.exists() and state.get("scene_head"):
