@@ -186,7 +186,14 @@ def test_counterfactual_instructions_name_another_object(episodes_dir):
     import torch
 
     from vla_pruner_ros.model import build_model, build_tokenizer
-    from vla_pruner_ros.train.trainer import SCENE_SCALE, Batches, action_rows, batch_losses, counterfactuals
+    from vla_pruner_ros.train.trainer import (
+        SCENE_SCALE,
+        TABLE_CENTRE,
+        Batches,
+        action_rows,
+        batch_losses,
+        counterfactuals,
+    )
 
     cfg = TrainConfig(**SMALL, steps=1, counterfactual=0.9)
     eps = load_episodes(episodes_dir, cfg.image_size)
@@ -213,6 +220,9 @@ def test_counterfactual_instructions_name_another_object(episodes_dir):
         obj = next(k for _, k in alts if f"{k}" in words) if j in cf else named
         assert obj in words
         assert np.allclose(batch.scene[j, :3].numpy() * SCENE_SCALE, e.objects[obj][j] - e.proprio[j, :3], atol=1e-5)
+        # the word head's inputs: the colour word of this sample's instruction and where that object is
+        assert tok.decode([int(batch.ids[j, batch.word[j]])]) == obj.split()[0]
+        assert np.allclose(batch.named[j].numpy() * SCENE_SCALE + TABLE_CENTRE, e.objects[obj][j], atol=1e-5)
     # the action loss is the mean over the samples with weight 1 only
     with torch.no_grad():
         loss, _ = batch_losses(model, batch, "mse")

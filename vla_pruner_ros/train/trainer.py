@@ -28,12 +28,14 @@ from ..model.actions import ActionNormalizer, normalize_bounds
 from ..model.config import VLAConfig
 from ..model.tokenizer import encode_prompt
 from ..model.vision import preprocess_images
+from ..sim.tasks import COLORS
 from ..yaml_file import load_yaml
 from .dataset import Episode, chunk_targets, load_episodes, norm_stats
 
 NORM_KEY = "sim_tabletop"
 SCENE_DIM = 5  # target object xyz and plate xy, relative to the end effector
 SCENE_SCALE = 0.2  # metres -> roughly unit targets
+TABLE_CENTRE = (0.5, 0.0, 0.02)  # the word head predicts the named object's position relative to this
 
 
 LOSSES = {"l1": torch.abs, "mse": torch.square}  # elementwise; averaged per sample by batch_losses
@@ -164,11 +166,14 @@ class Batch(NamedTuple):
     targets: torch.Tensor  # (B, chunk_len, 7) normalised actions
     scene: torch.Tensor  # (B, SCENE_DIM) scene offsets / SCENE_SCALE (NaN when not recorded)
     weight: torch.Tensor  # (B,) weight of each sample's action loss: 0 for counterfactual samples
+    word: torch.Tensor  # (B,) index in ``ids`` of the instruction's colour word (-1: none)
+    named: torch.Tensor  # (B, 3) the named object's position minus TABLE_CENTRE, / SCENE_SCALE
 
 
 class SceneHead(nn.Module):
-    """Training-only auxiliary head: from the mean of the action rows' final hidden states, predict where
-    the target object and the plate are relative to the end effector.
+    """Training-only auxiliary heads: from the mean of the action rows' final hidden states, predict where
+    the target object and the plate are relative to the end effector; from the final hidden state of the
+    instruction's colour word, where the named object is on the table (``word``).
 
     The action targets carry the grounding signal weakly (most steps of a chunk move little in x/y), so a
     model trained from scratch takes very long to learn to find the named object among the visual tokens;
@@ -178,6 +183,7 @@ class SceneHead(nn.Module):
     def __init__(self, llm_dim: int) -> None:
         super().__init__()
         self.fc = nn.Linear(llm_dim, SCENE_DIM)
+        self.word = nn.Linear(llm_dim, 3)
 
     def forward(self, action_rows: torch.Tensor) -> torch.Tensor:
         return self.fc(action_rows.mean(dim=1))
@@ -213,6 +219,7 @@ class Batches:
             return encode_prompt(tokenizer, model_config.prompt_template.format(instruction=text.lower()), None)
 
         self.ids = [ids(e.instruction) for e in episodes]
+        self.colour_ids = set(tokenizer.convert_tokens_to_ids(list(COLORS)))
         # per episode: (prompt ids, object) of its counterfactual instructions of the same prompt length
         self.alternatives = [[(a, k) for a, k in ((ids(text), k) for text, k in counterfactuals(e))
                               if len(a) == len(self.ids[i])] for i, e in enumerate(episodes)]
@@ -230,7 +237,7 @@ class Batches:
 
     def make(self, items: list[tuple[int, int]], rng: np.random.Generator | None):
         cfg = self.cfg
-        images, proprio, targets, scene, ids, weight = [], [], [], [], [], []
+        images, proprio, targets, scene, ids, weight, named = [], [], [], [], [], [], []
         for i, t in items:
             e = self.episodes[i]
             img = e.images[t] if rng is None else augment(e.images[t], rng, cfg.shift_px, cfg.color_jitter)
@@ -242,13 +249,16 @@ class Batches:
             if rng is not None and self.alternatives[i] and rng.random() < cfg.counterfactual:
                 prompt, obj = self.alternatives[i][int(rng.integers(len(self.alternatives[i])))]
                 s[:3], w = e.objects[obj][t] - e.proprio[t, :3], 0.0
+            named.append((s[:3] + e.proprio[t, :3] - TABLE_CENTRE) / SCENE_SCALE)
             scene.append(s / SCENE_SCALE)
             ids.append(prompt)
             weight.append(w)
         pixel = preprocess_images(images, self.mcfg).unsqueeze(1)  # (B, 1, 6, S, S)
+        word = [next((j for j, tok in enumerate(p) if tok in self.colour_ids), -1) for p in ids]
         return Batch(pixel, torch.tensor(ids), torch.tensor(np.array(proprio), dtype=torch.float32),
                      torch.tensor(np.array(targets), dtype=torch.float32),
-                     torch.tensor(np.array(scene), dtype=torch.float32), torch.tensor(weight))
+                     torch.tensor(np.array(scene), dtype=torch.float32), torch.tensor(weight), torch.tensor(word),
+                     torch.tensor(np.array(named), dtype=torch.float32))
 
     def sample(self, rng: np.random.Generator):
         keys = list(self.buckets)
@@ -263,20 +273,33 @@ class Batches:
                 yield self.make(bucket[k:k + self.cfg.batch_size], None)
 
 
-def action_rows(model, batch: Batch) -> torch.Tensor:
-    """Final hidden states (B, chunk_len * A, d) of the action query rows, unpruned."""
+def final_hidden(model, batch: Batch):
+    """Final hidden states (B, L, d) of the whole sequence, unpruned, and its Layout."""
     visual = model.encode_images(batch.pixel)
     embeds, layout = model.build_inputs(visual, batch.ids, batch.proprio)
-    return model.run_llm(embeds, layout).hidden[:, torch.arange(*layout.actions)]
+    return model.run_llm(embeds, layout).hidden, layout
+
+
+def action_rows(model, batch: Batch) -> torch.Tensor:
+    """Final hidden states (B, chunk_len * A, d) of the action query rows, unpruned."""
+    hidden, layout = final_hidden(model, batch)
+    return hidden[:, torch.arange(*layout.actions)]
 
 
 def batch_losses(model, batch: Batch, kind: str = "l1",
                  scene_head: SceneHead | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(chunk regression loss (``kind`` from LOSSES) in normalised action units, auxiliary scene MSE or None)."""
-    rows = action_rows(model, batch)
+    hidden, layout = final_hidden(model, batch)
+    rows = hidden[:, torch.arange(*layout.actions)]
     per_sample = LOSSES[kind](model.action_head(rows) - batch.targets).mean(dim=(1, 2))
     loss = (per_sample * batch.weight).sum() / batch.weight.sum().clamp(min=1.0)
-    aux = None if scene_head is None else (scene_head(rows) - batch.scene).pow(2).mean()
+    if scene_head is None:
+        return loss, None
+    aux = (scene_head(rows) - batch.scene).pow(2).mean()
+    has = batch.word >= 0
+    if has.any():  # the ids' token j (j >= 1; 0 is BOS) sits at row text[0] + j - 1
+        word_rows = hidden[torch.nonzero(has)[:, 0], layout.text[0] + batch.word[has] - 1]
+        aux = aux + (scene_head.word(word_rows) - batch.named[has]).pow(2).mean()
     return loss, aux
 
 
