@@ -236,3 +236,18 @@ def test_counterfactual_instructions_name_another_object(episodes_dir):
         TrainConfig(counterfactual=1)
     with pytest.raises(TrainError, match="need aux_weight"):
         TrainConfig(counterfactual=0.5, aux_weight=0)
+
+
+def test_patch_colour_labels_of_a_painted_frame():
+    from vla_pruner_ros.sim.tasks import COLORS
+    from vla_pruner_ros.train.trainer import patch_colours
+
+    img = np.full((48, 48, 3), (200, 190, 170), np.uint8)  # table-like, unsaturated
+    img[30:40, 30:40] = 255  # a white plate
+    img[2:6, 2:6] = (np.array(COLORS["blue"]) * 255).astype(np.uint8)  # patch (0, 0) of 8 px patches
+    img[20:23, 44:47] = (np.array(COLORS["orange"]) * 0.7 * 255).astype(np.uint8)  # shaded, patch (2, 5)
+    img[10, 10] = (np.array(COLORS["red"]) * 255).astype(np.uint8)  # one pixel: below min_pixels
+    want = np.zeros(36, int)
+    want[0] = 1 + list(COLORS).index("blue")
+    want[2 * 6 + 5] = 1 + list(COLORS).index("orange")
+    assert patch_colours(img, 8).tolist() == want.tolist()

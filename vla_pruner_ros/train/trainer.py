@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -61,7 +62,7 @@ class TrainConfig:
     chunk_len: int = 8
     prune_layer: int = 1  # K recorded in config.json for the methods that prune inside the LLM
     batch_size: int = 32
-    steps: int = 4500
+    steps: int = 4000
     lr: float = 1e-3
     loss: str = "mse"  # mse | l1: an L1 start from scratch collapses onto the per-dimension median
     aux_weight: float = 1.0  # auxiliary scene loss (see SceneHead); 0 = off
@@ -159,6 +160,26 @@ def augment(image: np.ndarray, rng: np.random.Generator, shift: int, jitter: flo
     return image
 
 
+# OpenCV hues (0..179) of the task colours; a pixel with saturation >= 100 and value >= 50 belongs to
+# the colour of the nearest hue (the table, plate and gripper are unsaturated)
+COLOUR_HUES = np.array([cv2.cvtColor(np.uint8([[np.array(rgb) * 255]]), cv2.COLOR_RGB2HSV)[0, 0, 0]
+                        for rgb in COLORS.values()], int)
+BACKGROUND_WEIGHT = 0.1  # of patches without a coloured object in the patch-colour loss
+
+
+def patch_colours(image: np.ndarray, patch: int, min_pixels: int = 2) -> np.ndarray:
+    """(M,) label per patch, row-major: 0 = no coloured object, k = the k-th colour of COLORS."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(int)
+    dist = np.abs(hsv[..., :1] - COLOUR_HUES)
+    label = 1 + np.minimum(dist, 180 - dist).argmin(-1)
+    label[(hsv[..., 1] < 100) | (hsv[..., 2] < 50)] = 0
+    g = image.shape[0] // patch
+    cells = label[:g * patch, :g * patch].reshape(g, patch, g, patch).transpose(0, 2, 1, 3).reshape(g * g, -1)
+    counts = np.stack([(cells == k).sum(1) for k in range(len(COLORS) + 1)], 1)
+    counts[:, 0] = 0
+    return np.where(counts.max(1) >= min_pixels, counts.argmax(1), 0)
+
+
 class Batch(NamedTuple):
     pixel: torch.Tensor  # (B, 1, 6, S, S)
     ids: torch.Tensor  # (B, T) prompt ids, one length per batch
@@ -168,12 +189,15 @@ class Batch(NamedTuple):
     weight: torch.Tensor  # (B,) weight of each sample's action loss: 0 for counterfactual samples
     word: torch.Tensor  # (B,) index in ``ids`` of the instruction's colour word (-1: none)
     named: torch.Tensor  # (B, 3) the named object's position minus TABLE_CENTRE, / SCENE_SCALE
+    colours: torch.Tensor  # (B, M) patch colour labels of the (augmented) frame, see patch_colours
 
 
 class SceneHead(nn.Module):
     """Training-only auxiliary heads: from the mean of the action rows' final hidden states, predict where
     the target object and the plate are relative to the end effector; from the final hidden state of the
-    instruction's colour word, where the named object is on the table (``word``).
+    instruction's colour word, where the named object is on the table (``word``); from each visual token
+    entering the LLM, which task colour its patch shows (``colour``: a stand-in for the semantic features
+    that pretrained vision towers bring, which the colour words can then be matched against).
 
     The action targets carry the grounding signal weakly (most steps of a chunk move little in x/y), so a
     model trained from scratch takes very long to learn to find the named object among the visual tokens;
@@ -184,6 +208,7 @@ class SceneHead(nn.Module):
         super().__init__()
         self.fc = nn.Linear(llm_dim, SCENE_DIM)
         self.word = nn.Linear(llm_dim, 3)
+        self.colour = nn.Linear(llm_dim, len(COLORS) + 1)
 
     def forward(self, action_rows: torch.Tensor) -> torch.Tensor:
         return self.fc(action_rows.mean(dim=1))
@@ -237,11 +262,12 @@ class Batches:
 
     def make(self, items: list[tuple[int, int]], rng: np.random.Generator | None):
         cfg = self.cfg
-        images, proprio, targets, scene, ids, weight, named = [], [], [], [], [], [], []
+        images, proprio, targets, scene, ids, weight, named, colours = [], [], [], [], [], [], [], []
         for i, t in items:
             e = self.episodes[i]
             img = e.images[t] if rng is None else augment(e.images[t], rng, cfg.shift_px, cfg.color_jitter)
             images.append(img)
+            colours.append(patch_colours(img, cfg.patch_size))
             proprio.append(self.proprio(e.proprio[t]))
             targets.append(self.normalizer.normalize(chunk_targets(e.actions, t, cfg.chunk_len)))
             s = e.scene[t].copy() if e.scene is not None else np.full(SCENE_DIM, np.nan)
@@ -258,7 +284,7 @@ class Batches:
         return Batch(pixel, torch.tensor(ids), torch.tensor(np.array(proprio), dtype=torch.float32),
                      torch.tensor(np.array(targets), dtype=torch.float32),
                      torch.tensor(np.array(scene), dtype=torch.float32), torch.tensor(weight), torch.tensor(word),
-                     torch.tensor(np.array(named), dtype=torch.float32))
+                     torch.tensor(np.array(named), dtype=torch.float32), torch.tensor(np.array(colours)))
 
     def sample(self, rng: np.random.Generator):
         keys = list(self.buckets)
@@ -274,22 +300,22 @@ class Batches:
 
 
 def final_hidden(model, batch: Batch):
-    """Final hidden states (B, L, d) of the whole sequence, unpruned, and its Layout."""
+    """Final hidden states (B, L, d) of the whole sequence, unpruned, its Layout and the visual tokens."""
     visual = model.encode_images(batch.pixel)
     embeds, layout = model.build_inputs(visual, batch.ids, batch.proprio)
-    return model.run_llm(embeds, layout).hidden, layout
+    return model.run_llm(embeds, layout).hidden, layout, visual
 
 
 def action_rows(model, batch: Batch) -> torch.Tensor:
     """Final hidden states (B, chunk_len * A, d) of the action query rows, unpruned."""
-    hidden, layout = final_hidden(model, batch)
+    hidden, layout, _ = final_hidden(model, batch)
     return hidden[:, torch.arange(*layout.actions)]
 
 
 def batch_losses(model, batch: Batch, kind: str = "l1",
                  scene_head: SceneHead | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(chunk regression loss (``kind`` from LOSSES) in normalised action units, auxiliary scene MSE or None)."""
-    hidden, layout = final_hidden(model, batch)
+    hidden, layout, visual = final_hidden(model, batch)
     rows = hidden[:, torch.arange(*layout.actions)]
     per_sample = LOSSES[kind](model.action_head(rows) - batch.targets).mean(dim=(1, 2))
     loss = (per_sample * batch.weight).sum() / batch.weight.sum().clamp(min=1.0)
@@ -300,6 +326,10 @@ def batch_losses(model, batch: Batch, kind: str = "l1",
     if has.any():  # the ids' token j (j >= 1; 0 is BOS) sits at row text[0] + j - 1
         word_rows = hidden[torch.nonzero(has)[:, 0], layout.text[0] + batch.word[has] - 1]
         aux = aux + (scene_head.word(word_rows) - batch.named[has]).pow(2).mean()
+    weights = torch.ones(len(COLORS) + 1)
+    weights[0] = BACKGROUND_WEIGHT
+    aux = aux + nn.functional.cross_entropy(scene_head.colour(visual).flatten(0, 1), batch.colours.flatten(),
+                                            weight=weights)
     return loss, aux
 
 
