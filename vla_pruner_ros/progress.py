@@ -1,10 +1,12 @@
 """A progress line on stderr for long commands: redrawn at most a few times a second on a terminal,
-one final line otherwise (so logs stay readable)."""
+a line every 30 s and a final one otherwise (so logs stay readable)."""
 
 from __future__ import annotations
 
 import sys
 import time
+
+LOG_INTERVAL_S = 30.0
 
 
 class Progress:
@@ -16,7 +18,8 @@ class Progress:
     def __call__(self, done: int, total: int, elapsed: float) -> None:
         now = time.monotonic()
         final = done >= total
-        if not final and (not self.tty or now - self._last < self.min_interval):
+        # a terminal line is redrawn a few times a second; a log (not a terminal) gets a line every 30 s
+        if not final and now - self._last < (self.min_interval if self.tty else LOG_INTERVAL_S):
             return
         self._last = now
         rate = done / elapsed if elapsed > 0 else 0.0
