@@ -33,11 +33,13 @@ def test_embedded_model_is_the_small_trained_default():
 def test_shipped_model_succeeds_in_closed_loop(tmp_path):
     """CI smoke of `vla-pruner eval`: a method pair on fixed held-out seeds; unpruned succeeds on some."""
     out = tmp_path / "eval.json"
-    assert main(["eval", "--model", EMBEDDED, "--methods", "none,vla_pruner", "--keep", "0.25",
-                 "--families", "pick", "--episodes", "3", "--seed", "SEED", "--json", str(out), "--quiet"]) == 0
+    assert main(["eval", "--model", EMBEDDED, "--methods", "none,fastv", "--keep", "0.25",
+                 "--families", "push", "--episodes", "3", "--seed", "1", "--json", str(out), "--quiet"]) == 0
     none, pruned = json.loads(out.read_text())["rows"]
-    assert (none["method"], pruned["method"], pruned["keep"]) == ("none", "vla_pruner", 0.25)
-    assert none["success"]["pick"] > 0
+    assert (none["method"], pruned["method"], pruned["keep"]) == ("none", "fastv", 0.25)
+    assert none["success"]["push"] > 0  # 3/3 when measured; pick fails unpruned (BENCHMARKS.md)
+    # fastv prunes from the first tick (vla_pruner would stay unpruned through its 3-tick warm-up,
+    # longer than these short episodes)
     assert pruned["tokens_kept"] == 36.0 and pruned["llm_flops_ratio"] < 1
 
 

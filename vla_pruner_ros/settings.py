@@ -19,7 +19,7 @@ from .pruning import PRUNERS, Pruner, build_pruner
 from .safety import SafetyConfig
 from .yaml_file import load_yaml
 
-DEFAULT_MODEL = "small"  # preset with seeded random weights until the trained model ships (issue 7)
+DEFAULT_MODEL = "embedded"  # the simulator-trained model shipped in the package (vla_pruner_ros/models/sim_tabletop)
 
 
 class SettingsError(ValueError):
