@@ -62,15 +62,17 @@ def load_episode(path: Path, image_size: int) -> Episode:
     if len(actions) == n - 1:  # the last frame has no action: hold still with the last gripper command
         actions = np.concatenate([actions, [[0, 0, 0, 0, 0, 0, actions[-1, 6]]]]).astype(np.float32)
     info = json.loads(by_topic["/episode"][-1].msg.data)
-    objects = {t[len(OBJECT_TOPIC):].replace("_", " "): np.array([pose_arrays(m.msg)[0] for m in by_topic[t][:n]],
-                                                                  np.float32)
+
+    def positions(topic: str) -> np.ndarray:  # (n, 3) of a PoseStamped topic, one per frame
+        return np.array([pose_arrays(m.msg)[0] for m in by_topic[topic][:n]], np.float32)
+
+    objects = {t[len(OBJECT_TOPIC):].replace("_", " "): positions(t)
                for t in by_topic if t.startswith(OBJECT_TOPIC) and len(by_topic[t]) >= n}
     scene = None
     if all(len(by_topic.get(t, [])) >= n for t in SCENE_TOPICS):
         ee = proprio[:n, :3]
-        target = np.array([pose_arrays(m.msg)[0] for m in by_topic["/scene/target"][:n]], np.float32)
-        plate = np.array([pose_arrays(m.msg)[0] for m in by_topic["/scene/plate"][:n]], np.float32)
-        scene = np.concatenate([target - ee, plate[:, :2] - ee[:, :2]], axis=1)
+        plate = positions("/scene/plate")
+        scene = np.concatenate([positions("/scene/target") - ee, plate[:, :2] - ee[:, :2]], axis=1)
     return Episode(path.name, by_topic["/instruction"][0].msg.data, np.stack(frames), proprio[:n], actions[:n],
                    bool(info.get("held_out", False)), bool(info.get("success", False)), scene, objects)
 
