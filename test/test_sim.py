@@ -81,6 +81,29 @@ def test_each_expert_succeeds_on_a_few_seeds(env, family):
         assert steps < task.step_limit
 
 
+def _motion_residuals(env, seed: int, perturb: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per step: |hand motion - recorded action| (m), the recorded actions, the first frame."""
+    seen = []
+    run_episode(env, Task("pick", "red", "cube"), seed, perturb=perturb,
+                on_step=lambda obs, action, _ok: seen.append((obs.ee_position.copy(), action, obs.image)))
+    ee = np.array([s[0] for s in seen])
+    actions = np.array([s[1] for s in seen[:-1]])
+    return np.linalg.norm(np.diff(ee, axis=0) - actions[:, :3], axis=1), actions, seen[0][2]
+
+
+def test_perturbed_episodes_execute_pushes_but_report_the_expert_action(env):
+    clean, clean_actions, first = _motion_residuals(env, 5, 0.0)
+    pushed, actions, first_pushed = _motion_residuals(env, 5, 0.03)
+    assert np.array_equal(first, first_pushed)  # same scene: the pushes have their own random stream
+    assert clean.max() < 0.005  # unperturbed, the hand tracks the recorded action within millimetres
+    assert (pushed > 0.015).sum() >= 2  # pushed: on some steps the hand moved centimetres off the action
+    # what on_step saw are the expert's own actions: within its step limit, no push added
+    assert np.linalg.norm(actions[:, :3], axis=1).max() <= 0.05 + 1e-6
+    assert len(actions) != len(clean_actions) or not np.allclose(actions, clean_actions)  # it corrected
+    with pytest.raises(ValueError, match="perturb=-0.01"):
+        run_episode(env, Task("pick", "red", "cube"), 5, perturb=-0.01)
+
+
 def _set_object(env, name: str, xyz) -> None:
     import mujoco
 
@@ -156,6 +179,12 @@ def test_recorded_bags_read_back(tmp_path, capsys):
                  "--quiet"]) == 0
     with Bag(next(compressed.iterdir())) as b:
         assert b.topics["/camera/image/compressed"].msgtype == "sensor_msgs/msg/CompressedImage"
+    assert episode[0]["perturb"] == 0.0
+    perturbed = tmp_path / "perturbed"
+    assert main(["sim", "record", "--task", "push", "--episodes", "1", "--out", str(perturbed), "--perturb", "0.03",
+                 "--quiet"]) == 0
+    with Bag(next(perturbed.iterdir())) as b:
+        assert json.loads(b.messages(["/episode"])[0].msg.data)["perturb"] == 0.03
 
 
 def test_recorded_episode_replays(tmp_path):

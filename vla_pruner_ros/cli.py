@@ -185,7 +185,7 @@ def cmd_sim_record(args: argparse.Namespace) -> int:
         raise ValueError(f"--episodes {args.episodes} must be >= 1")
     summary = record.record(args.out, args.task, args.episodes, args.split, args.seed, args.compressed, args.noise,
                             args.image_size, progress=None if args.quiet else Progress("record", "episodes"),
-                            start_spread=args.start_spread)
+                            start_spread=args.start_spread, perturb=args.perturb)
     print(summary.line())
     return 0
 
@@ -195,7 +195,8 @@ def cmd_sim_expert(args: argparse.Namespace) -> int:
 
     record = _sim()
     result = record.expert_success(args.episodes, args.seed, args.noise,
-                                   progress=None if args.quiet else Progress("expert", "episodes"))
+                                   progress=None if args.quiet else Progress("expert", "episodes"),
+                                   perturb=args.perturb)
     for family, r in result.items():
         print(f"{family:<6} {r['successes']}/{r['episodes']} = {100 * r['success_rate']:.1f}% "
               f"(mean {r['mean_steps']:.1f} steps)")
@@ -397,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train: no held-out combination; eval: held-out ones only")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--noise", type=float, default=0.0, help="expert action noise (m)")
+    q.add_argument("--perturb", type=float, default=0.0,
+                   help="execution drift (m per step, DART-style): executed = expert action + drift, "
+                        "recorded = expert action; demonstrations of recovering from drift")
     q.add_argument("--compressed", action="store_true", help="CompressedImage jpeg instead of raw rgb8")
     q.add_argument("--image-size", type=int, default=128)
     q.add_argument("--start-spread", type=float, default=1.0,
@@ -407,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--episodes", type=int, default=100)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--noise", type=float, default=0.0)
+    q.add_argument("--perturb", type=float, default=0.0, help="execution drift (m per step), as sim record")
     q.add_argument("--json", default=None, metavar="PATH")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_sim_expert)

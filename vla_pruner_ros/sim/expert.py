@@ -4,6 +4,12 @@ Each call returns the 7-D delta action toward the current waypoint (at most 0.05
 advance when the gripper is within ``tol`` of the waypoint (or after a fixed number of steps for
 closing/opening). Recovery: if the object is lost while carrying it, the expert goes back to
 re-grasping. Optional Gaussian action noise (``noise`` m) makes demonstrations less uniform.
+
+``perturb`` (m) is DART-style execution noise: now and then (``PERTURB_RATE`` of the steps) the
+simulator executes the expert's action plus a push of that size in a random direction for 1..3
+steps, while the clean expert action is what ``on_step`` sees (and what the recorder stores). The demonstrations then visit the states a learned policy drifts into (a hand a
+few centimetres off the path) and label them with the expert's correction back; without them,
+behaviour cloning has no examples of recovering from its own errors, and they compound.
 """
 
 from __future__ import annotations
@@ -97,16 +103,34 @@ class Expert:
         return self._leg(np.array([target[0], target[1], z]), 0.0, None)
 
 
-def run_episode(env: TabletopEnv, task, seed: int, noise: float = 0.0, on_step=None) -> tuple[bool, int]:
-    """Roll out the expert; ``on_step(obs, action, success)`` sees every step. Returns (success, steps)."""
+PERTURB_RATE = 0.15  # chance per unperturbed step that a push starts
+
+
+def run_episode(env: TabletopEnv, task, seed: int, noise: float = 0.0, on_step=None,
+                perturb: float = 0.0) -> tuple[bool, int]:
+    """Roll out the expert; ``on_step(obs, action, success)`` sees every step and the expert's own
+    action. ``perturb``: per-step standard deviation (m) of the drift added to the executed
+    translation (see the module text). Returns (success, steps)."""
+    if perturb < 0:
+        raise ValueError(f"perturb={perturb} must be >= 0 (metres)")
     obs = env.reset(seed, task)
     expert = Expert(env, noise, seed)
+    rng = np.random.default_rng([seed, 1])  # its own stream: perturb=0 leaves the expert's draws alone
+    push, left = np.zeros(3), 0
     success, done = False, False
     while not done:
         action = expert.act()
         if on_step is not None:
             on_step(obs, action, success)
-        obs, success, done = env.step(action)
+        executed = action
+        if perturb and not left and rng.random() < PERTURB_RATE:
+            direction = rng.normal(size=3) * (1.0, 1.0, 0.5)  # mostly sideways: what misses an object
+            push, left = perturb * direction / np.linalg.norm(direction), int(rng.integers(1, 4))
+        if left:
+            executed = action.copy()
+            executed[:3] += push
+            left -= 1
+        obs, success, done = env.step(executed)
     if on_step is not None:
         on_step(obs, None, success)
     return success, env.steps

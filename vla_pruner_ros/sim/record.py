@@ -61,11 +61,12 @@ IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
 
 
 def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: Path, compressed: bool = False,
-                   noise: float = 0.0) -> tuple[bool, int]:
-    """Roll out the expert on (task, seed) and write the episode bag at ``path``."""
+                   noise: float = 0.0, perturb: float = 0.0) -> tuple[bool, int]:
+    """Roll out the expert on (task, seed) and write the episode bag at ``path``; ``/expert/action``
+    holds the expert's own actions, also under ``perturb`` (see ``expert.run_episode``)."""
     image_topic = "/camera/image/compressed" if compressed else "/camera/image"
     info = {"episode": episode, "seed": seed, "task": task.family, "instruction": task.instruction,
-            "held_out": task.held_out}
+            "held_out": task.held_out, "perturb": perturb}
     steps = [0]
     with W.BagWriter(path, "mcap") as w:
         def ns(t: float) -> int:
@@ -92,7 +93,7 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
                                                             t, FRAME), ns(t))
                 steps[0] += 1
 
-        success, n = run_episode(env, task, seed, noise, on_step)
+        success, n = run_episode(env, task, seed, noise, on_step, perturb)
         w.write("/episode", W.string(json.dumps({**info, "success": bool(success), "steps": n})),
                 ns(T_START + steps[0] * env.dt))
     return success, n
@@ -100,7 +101,7 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
 
 def record(out_dir: str | Path, family: str = "all", episodes: int = 10, split: str = "train", seed: int = 0,
            compressed: bool = False, noise: float = 0.0, image_size: int = 128, progress=None,
-           start_spread: float = 1.0) -> RecordSummary:
+           start_spread: float = 1.0, perturb: float = 0.0) -> RecordSummary:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = choose_tasks(family, split, episodes, seed)
@@ -110,7 +111,7 @@ def record(out_dir: str | Path, family: str = "all", episodes: int = 10, split: 
     try:
         for i, task in enumerate(tasks):
             path = out_dir / f"episode_{seed:04d}_{i:05d}"
-            ok, _ = record_episode(env, task, seed * 100_000 + i, i, path, compressed, noise)
+            ok, _ = record_episode(env, task, seed * 100_000 + i, i, path, compressed, noise, perturb)
             successes += int(ok)
             fam = per_family.setdefault(task.family, [0, 0])
             fam[0] += int(ok)
@@ -123,7 +124,8 @@ def record(out_dir: str | Path, family: str = "all", episodes: int = 10, split: 
     return RecordSummary(len(tasks), successes, written, per_family, time.perf_counter() - start)
 
 
-def expert_success(episodes: int = 100, seed: int = 0, noise: float = 0.0, progress=None) -> dict[str, dict]:
+def expert_success(episodes: int = 100, seed: int = 0, noise: float = 0.0, progress=None,
+                   perturb: float = 0.0) -> dict[str, dict]:
     """Success of the scripted expert over ``episodes`` seeded episodes per family (no recording)."""
     env = TabletopEnv()
     out = {}
@@ -134,7 +136,7 @@ def expert_success(episodes: int = 100, seed: int = 0, noise: float = 0.0, progr
             steps = []
             start = time.perf_counter()
             for i, task in enumerate(tasks):
-                success, n = run_episode(env, task, seed * 100_000 + i, noise)
+                success, n = run_episode(env, task, seed * 100_000 + i, noise, perturb=perturb)
                 ok += int(success)
                 steps.append(n)
                 if progress:
