@@ -7,9 +7,10 @@ re-grasping. Optional Gaussian action noise (``noise`` m) makes demonstrations l
 
 ``perturb`` (m) is DART-style execution noise: now and then (``PERTURB_RATE`` of the steps) the
 simulator executes the expert's action plus a push of that size in a random direction for 1..3
-steps, while the clean expert action is what ``on_step`` sees (and what the recorder stores). The demonstrations then visit the states a learned policy drifts into (a hand a
-few centimetres off the path) and label them with the expert's correction back; without them,
-behaviour cloning has no examples of recovering from its own errors, and they compound.
+steps, while the clean expert action is what ``on_step`` sees (and what the recorder stores). The
+demonstrations then visit the states a learned policy drifts into (a hand a few centimetres off
+the path) and label them with the expert's correction back; without them, behaviour cloning has no
+examples of recovering from its own errors, and they compound.
 """
 
 from __future__ import annotations
