@@ -44,6 +44,23 @@ def test_dataset_reads_episodes(episodes_dir):
     assert np.all(tail[2:, :6] == 0) and np.all(tail[2:, 6] == eps[0].actions[-1, 6])
 
 
+def test_episodes_end_where_an_object_falls_off_the_table(episodes_dir):
+    from dataclasses import replace
+
+    from vla_pruner_ros.train.dataset import cut_at_fall
+
+    e = load_episodes(episodes_dir, 48)[0]
+    assert cut_at_fall(e) is e  # nothing fell: unchanged
+    n = len(e.images)
+    objects = {k: p.copy() for k, p in e.objects.items()}
+    name = sorted(objects)[-1]
+    objects[name][5:, 2] = -np.linspace(0.05, 40.0, n - 5)  # over the edge at frame 5, then falling
+    cut = cut_at_fall(replace(e, objects=objects))
+    assert len(cut.images) == len(cut.proprio) == len(cut.actions) == len(cut.scene) == 5
+    assert all(len(p) == 5 for p in cut.objects.values()) and cut.objects[name][:, 2].min() > -0.02
+    assert np.array_equal(cut.actions, e.actions[:5]) and np.array_equal(cut.images, e.images[:5])
+
+
 def test_train_resume_and_use(episodes_dir, tmp_path):
     cfg = tmp_path / "train.yaml"
     cfg.write_text(json.dumps({**SMALL, "steps": 3}))

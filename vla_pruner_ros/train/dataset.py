@@ -17,6 +17,9 @@ from ..replay.bag import Bag, BagError, pose_arrays
 IMAGE_TOPICS = ("/camera/image", "/camera/image/compressed")
 SCENE_TOPICS = ("/scene/target", "/scene/plate")  # optional: the auxiliary loss's targets
 OBJECT_TOPIC = "/scene/object/"  # + "<colour>_<shape>": every object, for counterfactual instructions
+# An object below the table top has fallen off it (a push can knock one over the edge); the simulator
+# has no floor, so from then on its position runs off to metres below and would swamp the scene loss.
+OFF_TABLE_Z = -0.02
 
 
 @dataclass
@@ -73,8 +76,19 @@ def load_episode(path: Path, image_size: int) -> Episode:
         ee = proprio[:n, :3]
         plate = positions("/scene/plate")
         scene = np.concatenate([positions("/scene/target") - ee, plate[:, :2] - ee[:, :2]], axis=1)
-    return Episode(path.name, by_topic["/instruction"][0].msg.data, np.stack(frames), proprio[:n], actions[:n],
-                   bool(info.get("held_out", False)), bool(info.get("success", False)), scene, objects)
+    return cut_at_fall(Episode(path.name, by_topic["/instruction"][0].msg.data, np.stack(frames), proprio[:n],
+                               actions[:n], bool(info.get("held_out", False)), bool(info.get("success", False)),
+                               scene, objects))
+
+
+def cut_at_fall(e: Episode) -> Episode:
+    """The episode up to (not including) the first frame where an object is off the table (OFF_TABLE_Z)."""
+    falls = [int(np.argmax(p[:, 2] < OFF_TABLE_Z)) for p in e.objects.values() if (p[:, 2] < OFF_TABLE_Z).any()]
+    if not falls:
+        return e
+    n = max(1, min(falls))
+    return Episode(e.name, e.instruction, e.images[:n], e.proprio[:n], e.actions[:n], e.held_out, e.success,
+                   None if e.scene is None else e.scene[:n], {k: p[:n] for k, p in e.objects.items()})
 
 
 def load_episodes(data_dir: str | Path, image_size: int, progress=None) -> list[Episode]:
