@@ -212,6 +212,30 @@ def test_closed_loop_eval_table(tmp_path, capsys):
     assert "| fastv | 50.0% |" in capsys.readouterr().out
 
 
+def test_eval_draws_kept_token_strips(tmp_path):
+    import cv2
+
+    from vla_pruner_ros.model import load_model
+
+    strips = tmp_path / "strips"
+    assert main(["eval", "--model", "tiny", "--methods", "none,fastv", "--keep", "0.25", "--episodes", "2",
+                 "--families", "push", "--strips", str(strips), "--quiet"]) == 0
+    assert sorted(p.name for p in strips.iterdir()) == ["push_000_fastv_25.png", "push_000_none_100.png"]
+    grid = load_model("tiny")[0].config.grid
+    none, fastv = (cv2.imread(str(strips / f"push_000_{m}.png"))[..., ::-1] for m in ("none_100", "fastv_25"))
+    assert none.shape[0] == fastv.shape[0] == 256  # 128 px frames at scale 2
+    # the first tile is the same first frame for both (same seed): kept cells as drawn, the rest dimmed
+    first_none, first_fastv = none[:, :256].astype(int), fastv[:, :256].astype(int)
+    cell = 256 // grid
+    centres = [(r * cell + cell // 2, c * cell + cell // 2) for r in range(grid) for c in range(grid)]
+    lit = [(y, x) for y, x in centres if first_none[y, x].mean() > 30]  # cells that dimming changes
+    kept = sum(np.abs(first_none[y, x] - first_fastv[y, x]).max() <= 1 for y, x in lit)
+    dimmed = sum(np.abs(0.3 * first_none[y, x] - first_fastv[y, x]).max() <= 1.5 for y, x in lit)
+    assert kept + dimmed == len(lit)  # every cell either as drawn (kept) or dimmed to 30% (pruned)
+    assert round(0.25 * grid * grid) - (len(centres) - len(lit)) <= kept <= round(0.25 * grid * grid)
+    assert first_fastv.mean() < 0.6 * first_none.mean()
+
+
 def test_paired_difference_against_hand_computed_values():
     from vla_pruner_ros.sim.evaluate import MethodResult, paired_difference
 

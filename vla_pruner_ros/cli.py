@@ -247,9 +247,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.model = EMBEDDED if embedded_available() else "small"
     if args.replan_steps < 0:
         raise ValueError(f"--replan-steps {args.replan_steps} must be >= 0 (0 = the chunk length)")
+    if args.strip_episodes < 1:
+        raise ValueError(f"--strip-episodes {args.strip_episodes} must be >= 1")
     rep = evaluate(args.model, args.methods, args.keep, args.episodes, args.seed, args.split,
                    families=tuple(args.families), params={"control.replan_steps": args.replan_steps}, layer=args.layer,
-                   progress=None if args.quiet else Progress("eval", "episodes"))
+                   progress=None if args.quiet else Progress("eval", "episodes"), strips=args.strips,
+                   strip_episodes=args.strip_episodes)
     print(markdown(rep))
     write(rep, args.json, args.md)
     return 0
@@ -441,8 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="closed-loop task success per pruning method in the simulator")
     p.add_argument("--model", default=None,
-                   help="checkpoint directory, 'embedded' (the shipped model) or preset; default: embedded once it "
-                        "ships, else small")
+                   help="checkpoint directory, 'embedded' (the shipped model, the default) or a preset")
     p.add_argument("--methods", type=_names, default=("none", "random", "fastv", "divprune", "vla_pruner", "vla_iap",
                                                        "hybrid"))
     p.add_argument("--keep", type=_floats, default=(0.5, 0.25, 0.125))
@@ -457,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pruning layer K for the methods that prune inside the LLM (small models: 1 or 2)")
     p.add_argument("--json", default=None, metavar="PATH")
     p.add_argument("--md", default=None, metavar="PATH", help="also write the table as Markdown")
+    p.add_argument("--strips", default=None, metavar="DIR",
+                   help="PNG strips of the first episodes per family: each planned frame with the kept tokens")
+    p.add_argument("--strip-episodes", type=int, default=1, help="episodes per family drawn with --strips")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
 

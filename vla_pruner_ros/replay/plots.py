@@ -79,6 +79,19 @@ def overlay(frame: np.ndarray, kept: np.ndarray | None, grid: int, scale: int = 
     return out
 
 
+def strip(frames: list[tuple[np.ndarray, np.ndarray | None]], grid: int, scale: int = 2, limit: int = 12,
+          gap: int = 4) -> np.ndarray:
+    """(frame, kept tokens) pairs as overlays side by side, white between them; at most ``limit``,
+    spread evenly over the list (the first and the last always shown). RGB uint8."""
+    if not frames:
+        raise ValueError("no frames to put in a strip")
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(limit, len(frames))).round().astype(int))
+    tiles = [overlay(frames[i][0], frames[i][1], grid, scale) for i in picks]
+    h = tiles[0].shape[0]
+    space = np.full((h, gap, 3), 255, np.uint8)
+    return np.concatenate([t if k == 0 else np.concatenate([space, t], 1) for k, t in enumerate(tiles)], 1)
+
+
 def write_overlays(runs: dict[str, MethodRun], frames: list[tuple[float, np.ndarray | None]], grid: int,
                    target: str | Path, fps: float = 5.0) -> list[Path]:
     """Per method and planned chunk, the source frame with its kept tokens: ``target/<method>/*.png``,

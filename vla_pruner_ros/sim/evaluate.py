@@ -6,6 +6,8 @@ simulation time: the newest frame and the end-effector pose in, a chunk planned 
 chunks executed open loop, as OpenVLA-OFT), the step's action out to the simulator. Reported in
 the shape of the papers' Table 1: success per task family and on average, success relative to the
 unpruned model, LLM FLOPs, median tick latency and speedup versus unpruned measured in this run.
+With ``strips``, the first episodes of each family are also drawn as PNG strips: the frame of each
+planned chunk with the tokens the method kept outlined and the pruned ones dimmed.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ def paired_difference(a: MethodResult, b: MethodResult) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
 
 
-def run_episode(core: ControlCore, env: TabletopEnv, task, seed: int, result: MethodResult) -> bool:
+def run_episode(core: ControlCore, env: TabletopEnv, task, seed: int, result: MethodResult,
+                frames: list | None = None) -> bool:
+    """One closed-loop episode; ``frames`` (if given) collects (frame, kept tokens of camera 0) per plan."""
     obs = env.reset(seed, task)
     core.reset()
     core.set_instruction(task.instruction)
@@ -72,6 +76,9 @@ def run_episode(core: ControlCore, env: TabletopEnv, task, seed: int, result: Me
             result.latency_ms.append(s.latency_ms["total"])
             result.flops.append(s.llm_flops_ratio)
             result.tokens.append(sum(s.tokens_kept))
+            if frames is not None:
+                kept = plan.chunk.kept_tokens
+                frames.append((obs.image, None if kept is None else kept[0]))
         cmd = core.command(t)
         if cmd is None:  # nothing planned yet: stay, gripper open
             action = np.array([0, 0, 0, 0, 0, 0, 1.0])
@@ -86,8 +93,11 @@ def run_episode(core: ControlCore, env: TabletopEnv, task, seed: int, result: Me
 
 def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...], episodes: int, seed: int = 0,
              split: str = "eval", families: tuple[str, ...] = FAMILIES, params: dict | None = None,
-             layer: int | None = None, progress=None) -> dict:
-    """``layer`` sets K for the methods that prune inside the LLM (those pruning before it keep K = 0)."""
+             layer: int | None = None, progress=None, strips: str | Path | None = None,
+             strip_episodes: int = 1) -> dict:
+    """``layer`` sets K for the methods that prune inside the LLM (those pruning before it keep K = 0).
+    ``strips``: a folder for ``<family>_<episode>_<method>_<keep>.png`` of the first ``strip_episodes``
+    episodes of each family (see ``replay.plots.strip``)."""
     base: NodeSettings = settings_from_flat({"model.path": model_path, "control.rate_hz": 5.0,
                                              "safety.max_translation_step": LIMITS.max_translation_step,
                                              "safety.max_rotation_step": LIMITS.max_rotation_step,
@@ -117,7 +127,11 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
             for f in families:
                 r.successes[f] = []
                 for i, task in enumerate(tasks[f]):
-                    r.successes[f].append(run_episode(core, env, task, seed * 100_000 + 50_000 + i, r))
+                    frames = [] if strips and i < strip_episodes else None
+                    r.successes[f].append(run_episode(core, env, task, seed * 100_000 + 50_000 + i, r, frames))
+                    if frames:
+                        _write_strip(Path(strips) / f"{f}_{i:03d}_{method}_{round(100 * keep)}.png", frames,
+                                     model.config.grid)
                     done += 1
                     if progress:
                         progress(done, total, time.time() - start)
@@ -129,6 +143,16 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
                                       "layer": layer if layer is not None else model.config.prune_layer,
                                       "replan_steps": base.control.replan_steps,
                                       "seconds": round(time.time() - start, 1)})
+
+
+def _write_strip(path: Path, frames: list, grid: int) -> None:
+    import cv2
+
+    from ..replay.plots import strip
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(strip(frames, grid), cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
 
 
 def report(results: list[MethodResult], families: tuple[str, ...], meta: dict) -> dict:
