@@ -12,11 +12,12 @@ from vla_pruner_ros.pruning import build_pruner
 from vla_pruner_ros.safety import SafetyConfig, SafetyFilter
 
 
-def _core(method="none", replan=0, blend=0.0, **safety):
+def _core(method="none", replan=0, blend=0.0, gripper_threshold=0.0, **safety):
     model, tok = tiny("chunk")
     policy = VLAPolicy(model, tok, build_pruner(method, **({} if method == "none" else {"keep_ratio": 0.5})),
                        PolicyConfig(dt=0.2))
-    return ControlCore(policy, ControlConfig(rate_hz=5.0, replan_steps=replan, blend=blend),
+    return ControlCore(policy, ControlConfig(rate_hz=5.0, replan_steps=replan, blend=blend,
+                                             gripper_threshold=gripper_threshold),
                        SafetyFilter(SafetyConfig(**safety)))
 
 
@@ -119,3 +120,22 @@ def test_pose_feedback_gives_absolute_targets_within_the_workspace():
     assert np.allclose(np.linalg.norm(plan.orientations, axis=1), 1.0)
     with pytest.raises(ValueError, match="not finite"):
         core.set_pose(np.array([np.nan, 0, 0]), np.array([0, 0, 0, 1.0]), 0.0)
+
+
+def test_gripper_threshold_makes_gripper_commands_binary():
+    continuous = _core()
+    binary = _core(gripper_threshold=0.05, gripper_min=0.0, gripper_max=0.8)
+    for core in (continuous, binary):
+        core.set_instruction("pick up the red cube")
+        core.set_image(0, frames(1)[0], 0.0)
+    raw = continuous.run_plan(0.0)
+    grip = np.clip(raw.chunk.actions[:, 6], 0.0, 1.0)
+    assert np.array_equal(raw.deltas[:, 6], grip) and len(np.unique(grip)) > 2  # continuous by default
+    plan = binary.run_plan(0.0)  # the same model and frame: the same raw chunk
+    assert np.array_equal(plan.chunk.actions, raw.chunk.actions)
+    want = np.where(np.clip(raw.chunk.actions[:, 6], 0.0, 0.8) >= 0.05, 0.8, 0.0)
+    assert np.array_equal(plan.deltas[:, 6], want) and np.array_equal(plan.deltas[:, :6], raw.deltas[:, :6])
+    assert binary.command(0.0).gripper in (0.0, 0.8)
+    for bad in (1.0, -0.1, True):
+        with pytest.raises(ValueError, match="gripper_threshold"):
+            ControlConfig(gripper_threshold=bad)

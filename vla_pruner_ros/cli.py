@@ -250,7 +250,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.strip_episodes < 1:
         raise ValueError(f"--strip-episodes {args.strip_episodes} must be >= 1")
     rep = evaluate(args.model, args.methods, args.keep, args.episodes, args.seed, args.split,
-                   families=tuple(args.families), params={"control.replan_steps": args.replan_steps}, layer=args.layer,
+                   families=tuple(args.families), layer=args.layer,
+                   params={"control.replan_steps": args.replan_steps,
+                           "control.gripper_threshold": args.gripper_threshold},
                    progress=None if args.quiet else Progress("eval", "episodes"), strips=args.strips,
                    strip_episodes=args.strip_episodes)
     print(markdown(rep))
@@ -452,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--families", type=_names, default=("pick", "push", "place"), help="task families to run")
     p.add_argument("--replan-steps", type=int, default=0,
                    help="executed steps between new chunks; 0 = the whole chunk open loop (as OFT)")
+    p.add_argument("--gripper-threshold", type=float, default=0.0,
+                   help="> 0: binary gripper commands, open at or above it (control.gripper_threshold)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", choices=["eval", "train", "all"], default="eval",
                    help="eval: the held-out colour/shape combinations")

@@ -33,12 +33,16 @@ class ControlConfig:
             (open-loop execution of whole chunks, as OpenVLA-OFT does).
         blend: weight of the older chunk where a new chunk overlaps it (0 = the new chunk replaces it).
         action_frame: frame id of published actions and targets.
+        gripper_threshold: > 0: the gripper command becomes binary after the safety limits, fully open
+            (``gripper_max``) at or above it and closed (``gripper_min``) below, as OpenVLA's evaluations
+            binarise it; 0: the model's continuous value goes out as it is (a half-closed gripper).
     """
 
     rate_hz: float = 5.0
     replan_steps: int = 0
     blend: float = 0.0
     action_frame: str = "base_link"
+    gripper_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.rate_hz, bool) or not isinstance(self.rate_hz, (int, float)) or not 0 < self.rate_hz <= 1000:
@@ -47,6 +51,10 @@ class ControlConfig:
             raise ValueError(f"control.replan_steps={self.replan_steps!r} must be an integer >= 0 (0 = chunk length)")
         if not 0.0 <= float(self.blend) < 1.0:
             raise ValueError(f"control.blend={self.blend!r} must be in [0, 1)")
+        if isinstance(self.gripper_threshold, bool) or not isinstance(self.gripper_threshold, (int, float)) or \
+                not 0.0 <= self.gripper_threshold < 1.0:
+            raise ValueError(f"control.gripper_threshold={self.gripper_threshold!r} must be in [0, 1) "
+                             "(0 = continuous gripper commands)")
 
     @property
     def dt(self) -> float:
@@ -230,6 +238,9 @@ class ControlCore:
         """Run the policy and the safety limits (heavy; no lock held). Raises on bad output."""
         chunk = self.policy.step(request.observation)
         deltas = self.safety.clamp_deltas(chunk.actions)
+        if self.control.gripper_threshold:
+            cfg = self.safety.config
+            deltas[:, 6] = np.where(deltas[:, 6] >= self.control.gripper_threshold, cfg.gripper_max, cfg.gripper_min)
         plan = Plan(chunk, deltas)
         if request.pose is not None:
             plan.positions, plan.orientations = integrate_deltas(

@@ -86,6 +86,7 @@ DESCRIPTIONS: dict[str, str] = {
     "control.replan_steps": "executed steps between new chunks; 0 = the chunk length (open loop, as OFT)",
     "control.blend": "weight of the older chunk where a new one overlaps it; 0 = replace",
     "control.action_frame": "frame_id of action chunks and end-effector targets",
+    "control.gripper_threshold": "> 0: binary gripper commands (open at or above it, closed below); 0 = continuous",
     "safety.max_translation_step": "largest translation of one step (m)",
     "safety.max_rotation_step": "largest rotation of one step about each axis (rad)",
     "safety.gripper_min": "lowest gripper command",

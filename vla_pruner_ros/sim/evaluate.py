@@ -142,6 +142,7 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
                                       "split": split,
                                       "layer": layer if layer is not None else model.config.prune_layer,
                                       "replan_steps": base.control.replan_steps,
+                                      "gripper_threshold": base.control.gripper_threshold,
                                       "seconds": round(time.time() - start, 1)})
 
 
