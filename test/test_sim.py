@@ -212,6 +212,41 @@ def test_closed_loop_eval_table(tmp_path, capsys):
     assert "| fastv | 50.0% |" in capsys.readouterr().out
 
 
+def _trajectory(bag_dir):
+    from vla_pruner_ros.replay.bag import pose_arrays
+
+    with Bag(bag_dir) as b:
+        msgs = b.messages(["/ee_pose", "/expert/action", "/executed/action", "/episode"])
+    ee = np.array([pose_arrays(m.msg)[0] for m in msgs if m.topic == "/ee_pose"])
+    expert, executed = (np.array([m.msg.points[0].positions for m in msgs if m.topic == t])
+                        for t in ("/expert/action", "/executed/action"))
+    return ee, expert, executed, json.loads(next(m.msg.data for m in msgs if m.topic == "/episode"))
+
+
+def test_dagger_episodes_execute_the_policy_and_label_with_the_expert(tmp_path, capsys):
+    from vla_pruner_ros.train.dataset import load_episode
+
+    for beta in ("0", "1"):
+        assert main(["sim", "record", "--task", "pick", "--episodes", "1", "--out", str(tmp_path / beta),
+                     "--policy", "tiny", "--beta", beta, "--quiet"]) == 0
+    ee, expert, executed, info = _trajectory(next((tmp_path / "0").iterdir()))
+    assert info["policy"] == "tiny" and info["beta"] == 0.0 and len(expert) == len(executed) == len(ee) - 1
+    motion = np.diff(ee, axis=0)[:8]  # before this untrained policy runs into a workspace wall
+    # the hand followed the policy's actions (up to tracking), not the labels
+    assert np.linalg.norm(motion - executed[:8, :3], axis=1).max() < 0.003
+    assert np.median(np.linalg.norm(motion - expert[:8, :3], axis=1)) > 0.01
+    episode = load_episode(next((tmp_path / "0").iterdir()), 48)
+    assert np.array_equal(episode.actions[:len(expert)], expert.astype(np.float32))  # labels: the expert's
+    assert np.array_equal(episode.proprio[1:, 7], executed[:, 6].astype(np.float32))  # proprio: what ran
+    ee, expert, executed, _ = _trajectory(next((tmp_path / "1").iterdir()))
+    assert np.array_equal(executed, expert)  # beta 1: the expert's action on every step
+    assert main(["sim", "record", "--episodes", "1", "--out", str(tmp_path / "x"), "--beta", "0.5"]) == 2
+    assert "--beta and --replan-steps set how a learned policy drives; they need --policy" in capsys.readouterr().err
+    assert main(["sim", "record", "--episodes", "1", "--out", str(tmp_path / "x"), "--policy", "tiny",
+                 "--beta", "1.5"]) == 2
+    assert "beta=1.5; expected the expert's share" in capsys.readouterr().err
+
+
 def test_eval_draws_kept_token_strips(tmp_path):
     import cv2
 

@@ -183,9 +183,14 @@ def cmd_sim_record(args: argparse.Namespace) -> int:
     record = _sim()
     if args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes} must be >= 1")
+    if args.policy is None and (args.beta or args.replan_steps != 2):
+        raise ValueError("--beta and --replan-steps set how a learned policy drives; they need --policy MODEL")
+    if args.replan_steps < 0:
+        raise ValueError(f"--replan-steps {args.replan_steps} must be >= 0 (0 = the chunk length)")
     summary = record.record(args.out, args.task, args.episodes, args.split, args.seed, args.compressed, args.noise,
                             args.image_size, progress=None if args.quiet else Progress("record", "episodes"),
-                            start_spread=args.start_spread, perturb=args.perturb)
+                            start_spread=args.start_spread, perturb=args.perturb, policy=args.policy, beta=args.beta,
+                            policy_params={"control.replan_steps": args.replan_steps})
     print(summary.line())
     return 0
 
@@ -406,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--perturb", type=float, default=0.0,
                    help="execution drift (m per step, DART-style): executed = expert action + drift, "
                         "recorded = expert action; demonstrations of recovering from drift")
+    q.add_argument("--policy", default=None, metavar="MODEL",
+                   help="DAgger: this model drives (checkpoint directory, 'embedded' or a preset), the expert's "
+                        "action is recorded as the label")
+    q.add_argument("--beta", type=float, default=0.0,
+                   help="with --policy: share of steps on which the expert's action is executed instead")
+    q.add_argument("--replan-steps", type=int, default=2, help="with --policy: executed steps between its chunks")
     q.add_argument("--compressed", action="store_true", help="CompressedImage jpeg instead of raw rgb8")
     q.add_argument("--image-size", type=int, default=128)
     q.add_argument("--start-spread", type=float, default=1.0,

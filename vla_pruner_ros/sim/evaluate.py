@@ -1,11 +1,11 @@
 """``vla-pruner eval``: closed-loop task success of each pruning method in the simulator.
 
 Every method and keep ratio runs the same seeded episodes (held-out colour/shape combinations by
-default). Each control step goes through the same ``ControlCore`` the node and replay use, on
-simulation time: the newest frame and the end-effector pose in, a chunk planned when due (whole
-chunks executed open loop, as OpenVLA-OFT), the step's action out to the simulator. Reported in
-the shape of the papers' Table 1: success per task family and on average, success relative to the
-unpruned model, LLM FLOPs, median tick latency and speedup versus unpruned measured in this run.
+default). Each control step goes through ``driver.PolicyDriver``: the same ``ControlCore`` the node
+and replay use, on simulation time (whole chunks executed open loop by default, as OpenVLA-OFT, or
+a new chunk every ``control.replan_steps``). Reported in the shape of the papers' Table 1: success
+per task family and on average, success relative to the unpruned model, LLM FLOPs, median tick
+latency and speedup versus unpruned measured in this run.
 With ``strips``, the first episodes of each family are also drawn as PNG strips: the frame of each
 planned chunk with the tokens the method kept outlined and the pruned ones dimmed.
 """
@@ -24,8 +24,9 @@ import numpy as np
 from ..control import ControlCore
 from ..pruning import PRUNERS
 from ..safety import SafetyFilter
-from ..settings import NodeSettings, build_policy, settings_from_flat
-from .env import LIMITS, TabletopEnv
+from ..settings import build_policy, load_settings_model
+from .driver import PolicyDriver, sim_settings
+from .env import TabletopEnv
 from .record import choose_tasks
 from .tasks import FAMILIES
 
@@ -60,17 +61,14 @@ def paired_difference(a: MethodResult, b: MethodResult) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
 
 
-def run_episode(core: ControlCore, env: TabletopEnv, task, seed: int, result: MethodResult,
+def run_episode(driver: PolicyDriver, env: TabletopEnv, task, seed: int, result: MethodResult,
                 frames: list | None = None) -> bool:
     """One closed-loop episode; ``frames`` (if given) collects (frame, kept tokens of camera 0) per plan."""
     obs = env.reset(seed, task)
-    core.reset()
-    core.set_instruction(task.instruction)
-    t, done, success = 1.0, False, False
+    driver.reset(task.instruction)
+    done, success = False, False
     while not done:
-        core.set_image(0, obs.image, t)
-        core.set_pose(obs.ee_position, obs.ee_orientation, t)
-        plan = core.run_plan(t)
+        action, plan = driver.act(obs)
         if plan is not None:
             s = plan.chunk.stats
             result.latency_ms.append(s.latency_ms["total"])
@@ -79,15 +77,7 @@ def run_episode(core: ControlCore, env: TabletopEnv, task, seed: int, result: Me
             if frames is not None:
                 kept = plan.chunk.kept_tokens
                 frames.append((obs.image, None if kept is None else kept[0]))
-        cmd = core.command(t)
-        if cmd is None:  # nothing planned yet: stay, gripper open
-            action = np.array([0, 0, 0, 0, 0, 0, 1.0])
-        elif cmd.hold:  # no new step: stay, keep the gripper as it is
-            action = np.array([0, 0, 0, 0, 0, 0, cmd.gripper])
-        else:
-            action = cmd.delta
         obs, success, done = env.step(action)
-        t += env.dt
     return bool(success)
 
 
@@ -98,14 +88,7 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
     """``layer`` sets K for the methods that prune inside the LLM (those pruning before it keep K = 0).
     ``strips``: a folder for ``<family>_<episode>_<method>_<keep>.png`` of the first ``strip_episodes``
     episodes of each family (see ``replay.plots.strip``)."""
-    base: NodeSettings = settings_from_flat({"model.path": model_path, "control.rate_hz": 5.0,
-                                             "safety.max_translation_step": LIMITS.max_translation_step,
-                                             "safety.max_rotation_step": LIMITS.max_rotation_step,
-                                             "safety.workspace_min": list(LIMITS.workspace_min),
-                                             "safety.workspace_max": list(LIMITS.workspace_max),
-                                             "safety.image_timeout_s": 1.0, **(params or {})})
-    from ..settings import load_settings_model
-
+    base = sim_settings(model_path, params)
     model, tokenizer = load_settings_model(base)
     # Frames at the simulator camera's own size (as recorded and as sim_node publishes); the policy
     # resizes them to the model's input exactly as it does for a real camera.
@@ -122,13 +105,13 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
             k = layer if layer is not None and PRUNERS[method].config_class().layer > 0 else -1
             pruning = dataclasses.replace(base.pruning, method=method, keep_ratio=keep, layer=k)
             policy = build_policy(dataclasses.replace(base, pruning=pruning), model, tokenizer)
-            core = ControlCore(policy, base.control, SafetyFilter(base.safety))
+            driver = PolicyDriver(ControlCore(policy, base.control, SafetyFilter(base.safety)), base.control.dt)
             r = MethodResult(method, keep)
             for f in families:
                 r.successes[f] = []
                 for i, task in enumerate(tasks[f]):
                     frames = [] if strips and i < strip_episodes else None
-                    r.successes[f].append(run_episode(core, env, task, seed * 100_000 + 50_000 + i, r, frames))
+                    r.successes[f].append(run_episode(driver, env, task, seed * 100_000 + 50_000 + i, r, frames))
                     if frames:
                         _write_strip(Path(strips) / f"{f}_{i:03d}_{method}_{round(100 * keep)}.png", frames,
                                      model.config.grid)

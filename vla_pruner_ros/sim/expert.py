@@ -108,10 +108,12 @@ PERTURB_RATE = 0.15  # chance per unperturbed step that a push starts
 
 
 def run_episode(env: TabletopEnv, task, seed: int, noise: float = 0.0, on_step=None,
-                perturb: float = 0.0) -> tuple[bool, int]:
+                perturb: float = 0.0, driver=None) -> tuple[bool, int]:
     """Roll out the expert; ``on_step(obs, action, success)`` sees every step and the expert's own
-    action. ``perturb``: per-step standard deviation (m) of the drift added to the executed
-    translation (see the module text). Returns (success, steps)."""
+    action. ``perturb``: size (m per step) of the occasional pushes added to the executed translation
+    (see the module text). ``driver(obs, expert_action)``, if given, returns the action to execute
+    instead of the expert's (DAgger: a learned policy drives, the expert labels; it is called before
+    ``on_step``). Returns (success, steps)."""
     if perturb < 0:
         raise ValueError(f"perturb={perturb} must be >= 0 (metres)")
     obs = env.reset(seed, task)
@@ -121,14 +123,14 @@ def run_episode(env: TabletopEnv, task, seed: int, noise: float = 0.0, on_step=N
     success, done = False, False
     while not done:
         action = expert.act()
+        executed = action if driver is None else np.asarray(driver(obs, action), float)
         if on_step is not None:
             on_step(obs, action, success)
-        executed = action
         if perturb and not left and rng.random() < PERTURB_RATE:
             direction = rng.normal(size=3) * (1.0, 1.0, 0.5)  # mostly sideways: what misses an object
             push, left = perturb * direction / np.linalg.norm(direction), int(rng.integers(1, 4))
         if left:
-            executed = action.copy()
+            executed = executed.copy()
             executed[:3] += push
             left -= 1
         obs, success, done = env.step(executed)

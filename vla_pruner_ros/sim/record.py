@@ -5,7 +5,9 @@ Topics: ``/camera/image`` (sensor_msgs/Image rgb8, or ``/camera/image/compressed
 ``/instruction`` (std_msgs/String), ``/ee_pose`` (geometry_msgs/PoseStamped), ``/gripper``
 (std_msgs/Float64, finger opening in m), ``/expert/action`` (trajectory_msgs/JointTrajectory, one
 point, the action dimension names), ``/episode`` (std_msgs/String, JSON: id, seed, task,
-instruction, held_out; the last one also success and steps). Privileged scene state for training's
+instruction, held_out, perturb, policy, beta; the last one also success and steps); when a learned
+policy drove (``--policy``, DAgger), ``/executed/action`` holds what was executed, the expert's
+action staying the label. Privileged scene state for training's
 auxiliary loss (never an input of the policy): ``/scene/target`` and ``/scene/plate``
 (PoseStamped), and every object as ``/scene/object/<colour>_<shape>``. Stamps are simulation time.
 """
@@ -21,13 +23,13 @@ import numpy as np
 
 from ..policy import DEFAULT_ACTION_NAMES
 from ..replay import writer as W
-from ..train.dataset import OBJECT_TOPIC
+from ..train.dataset import EXECUTED_TOPIC, OBJECT_TOPIC
+from .driver import T_START, PolicyDriver
 from .env import TabletopEnv
 from .expert import run_episode
 from .tasks import FAMILIES, Task, all_tasks
 
 FRAME = "table"
-T_START = 1.0  # stamps start here: a zero stamp means "unset" to ROS tools
 
 
 @dataclass
@@ -60,14 +62,40 @@ def choose_tasks(family: str, split: str, episodes: int, seed: int) -> list[Task
 IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
 
 
+@dataclass
+class Dagger:
+    """A learned policy drives; at each step the expert's own action is executed instead with
+    probability ``beta`` (DAgger's mixing), and it is always the recorded label."""
+
+    driver: PolicyDriver
+    beta: float
+    model: str
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"beta={self.beta}; expected the expert's share of executed steps in [0, 1]")
+
+
 def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: Path, compressed: bool = False,
-                   noise: float = 0.0, perturb: float = 0.0) -> tuple[bool, int]:
+                   noise: float = 0.0, perturb: float = 0.0, dagger: Dagger | None = None) -> tuple[bool, int]:
     """Roll out the expert on (task, seed) and write the episode bag at ``path``; ``/expert/action``
-    holds the expert's own actions, also under ``perturb`` (see ``expert.run_episode``)."""
+    holds the expert's own actions, also under ``perturb`` or ``dagger`` (see ``expert.run_episode``)."""
     image_topic = "/camera/image/compressed" if compressed else "/camera/image"
     info = {"episode": episode, "seed": seed, "task": task.family, "instruction": task.instruction,
-            "held_out": task.held_out, "perturb": perturb}
+            "held_out": task.held_out, "perturb": perturb, "policy": dagger.model if dagger else None,
+            "beta": dagger.beta if dagger else None}
     steps = [0]
+    executed = [None]
+    drive = None
+    if dagger is not None:
+        dagger.driver.reset(task.instruction)
+        rng = np.random.default_rng([seed, 2])
+
+        def drive(obs, action):
+            policy_action, _ = dagger.driver.act(obs)  # every step, so its clock and plans go on
+            executed[0] = action if rng.random() < dagger.beta else policy_action
+            return executed[0]
+
     with W.BagWriter(path, "mcap") as w:
         def ns(t: float) -> int:
             return int(round(t * 1e9))
@@ -91,9 +119,12 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
             if action is not None:
                 w.write("/expert/action", W.joint_trajectory(np.asarray(action)[None], DEFAULT_ACTION_NAMES, env.dt,
                                                             t, FRAME), ns(t))
+                if drive is not None:
+                    w.write(EXECUTED_TOPIC, W.joint_trajectory(np.asarray(executed[0])[None], DEFAULT_ACTION_NAMES,
+                                                               env.dt, t, FRAME), ns(t))
                 steps[0] += 1
 
-        success, n = run_episode(env, task, seed, noise, on_step, perturb)
+        success, n = run_episode(env, task, seed, noise, on_step, perturb, drive)
         w.write("/episode", W.string(json.dumps({**info, "success": bool(success), "steps": n})),
                 ns(T_START + steps[0] * env.dt))
     return success, n
@@ -101,8 +132,12 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
 
 def record(out_dir: str | Path, family: str = "all", episodes: int = 10, split: str = "train", seed: int = 0,
            compressed: bool = False, noise: float = 0.0, image_size: int = 128, progress=None,
-           start_spread: float = 1.0, perturb: float = 0.0) -> RecordSummary:
+           start_spread: float = 1.0, perturb: float = 0.0, policy: str | None = None, beta: float = 0.0,
+           policy_params: dict | None = None) -> RecordSummary:
+    """``policy`` (a model path, 'embedded' or a preset): DAgger episodes, see ``Dagger``;
+    ``policy_params``: its node settings (e.g. ``control.replan_steps``)."""
     out_dir = Path(out_dir)
+    dagger = Dagger(PolicyDriver.load(policy, policy_params), beta, policy) if policy else None
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = choose_tasks(family, split, episodes, seed)
     env = TabletopEnv(image_size=image_size, start_spread=start_spread)
@@ -111,7 +146,7 @@ def record(out_dir: str | Path, family: str = "all", episodes: int = 10, split: 
     try:
         for i, task in enumerate(tasks):
             path = out_dir / f"episode_{seed:04d}_{i:05d}"
-            ok, _ = record_episode(env, task, seed * 100_000 + i, i, path, compressed, noise, perturb)
+            ok, _ = record_episode(env, task, seed * 100_000 + i, i, path, compressed, noise, perturb, dagger)
             successes += int(ok)
             fam = per_family.setdefault(task.family, [0, 0])
             fam[0] += int(ok)

@@ -17,6 +17,7 @@ from ..replay.bag import Bag, BagError, pose_arrays
 IMAGE_TOPICS = ("/camera/image", "/camera/image/compressed")
 SCENE_TOPICS = ("/scene/target", "/scene/plate")  # optional: the auxiliary loss's targets
 OBJECT_TOPIC = "/scene/object/"  # + "<colour>_<shape>": every object, for counterfactual instructions
+EXECUTED_TOPIC = "/executed/action"  # DAgger episodes: what was executed (the labels stay the expert's)
 # An object below the table top has fallen off it (a push can knock one over the edge); the simulator
 # has no floor, so from then on its position runs off to metres below and would swamp the scene loss.
 OFF_TABLE_Z = -0.02
@@ -47,8 +48,8 @@ def load_episode(path: Path, image_size: int) -> Episode:
         if image_topic is None or missing:
             raise BagError(f"{path} is not a recorded simulator episode (missing {missing or list(IMAGE_TOPICS)}); "
                            f"its topics are:\n{bag.describe()}")
-        scene_topics = [t for t in bag.topics if t in SCENE_TOPICS or t.startswith(OBJECT_TOPIC)]
-        msgs = bag.messages([image_topic, *needed, *scene_topics])
+        optional = [t for t in bag.topics if t in SCENE_TOPICS or t.startswith(OBJECT_TOPIC) or t == EXECUTED_TOPIC]
+        msgs = bag.messages([image_topic, *needed, *optional])
     by_topic: dict[str, list] = {}
     for m in msgs:
         by_topic.setdefault(m.topic, []).append(m)
@@ -58,8 +59,12 @@ def load_episode(path: Path, image_size: int) -> Episode:
         frames.append(resize_frame(rgb, image_size))  # exactly as the policy resizes camera frames
     poses = [np.concatenate(pose_arrays(m.msg)) for m in by_topic["/ee_pose"]]
     actions = np.array([m.msg.points[0].positions for m in by_topic["/expert/action"]], np.float32)
-    # The proprio ControlCore gives the policy: pose and the last gripper command (1 = open at first).
-    last_grip = np.concatenate([[1.0], actions[:, 6]])
+    # The proprio ControlCore gives the policy: pose and the last gripper command (1 = open at first),
+    # the executed one where a learned policy drove.
+    executed = actions
+    if EXECUTED_TOPIC in by_topic:
+        executed = np.array([m.msg.points[0].positions for m in by_topic[EXECUTED_TOPIC]], np.float32)
+    last_grip = np.concatenate([[1.0], executed[:, 6]])
     proprio = np.array([[*pose, last_grip[min(i, len(last_grip) - 1)]] for i, pose in enumerate(poses)], np.float32)
     n = len(frames)
     if len(actions) == n - 1:  # the last frame has no action: hold still with the last gripper command
