@@ -103,3 +103,17 @@ def test_sim_launch_wiring_uses_declared_parameters():
     assert sim["realtime"] is False and vla["use_sim_time"] is True and vla["dry_run"] is False
     assert '"sim_node = vla_pruner_ros.ros.sim_node:main"' in (ROOT / "setup.py").read_text()
     assert (ROOT / "scripts" / "ros" / "sim_node").exists() and (ROOT / "launch" / "sim.launch.py").exists()
+
+
+def test_sim_launch_drives_the_simulated_arm_as_eval_does():
+    from vla_pruner_ros.ros.launch_common import sim_parameters
+    from vla_pruner_ros.sim.driver import sim_settings
+
+    sim, vla = sim_parameters({"family": "place", "color": "red", "shape": "block", "seed": "3",
+                               "action_source": "action_chunk", "model_path": "", "method": "fastv",
+                               "keep_ratio": "0.25"})
+    launched = settings_from_flat({k: v for k, v in vla.items() if k != "use_sim_time"})
+    evaluated = sim_settings("embedded")
+    assert launched.control.replan_steps == evaluated.control.replan_steps == 2
+    assert launched.control.rate_hz == evaluated.control.rate_hz == 5.0
+    assert sim["task.family"] == "place" and sim["seed"] == 3 and launched.pruning.method == "fastv"

@@ -177,20 +177,32 @@ def _sim():
     return record
 
 
+def _check_replan(steps: int | None) -> None:
+    if steps is not None and steps < 0:
+        raise ValueError(f"--replan-steps {steps} must be >= 0 (0 = the chunk length)")
+
+
+def _control_params(args: argparse.Namespace) -> dict:
+    """The control settings a command's flags override (the simulator's SIM_CONTROL otherwise)."""
+    out = {} if args.replan_steps is None else {"control.replan_steps": args.replan_steps}
+    if getattr(args, "gripper_threshold", None):
+        out["control.gripper_threshold"] = args.gripper_threshold
+    return out
+
+
 def cmd_sim_record(args: argparse.Namespace) -> int:
     from .progress import Progress
 
     record = _sim()
     if args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes} must be >= 1")
-    if args.policy is None and (args.beta or args.replan_steps != 2):
+    if args.policy is None and (args.beta or args.replan_steps is not None):
         raise ValueError("--beta and --replan-steps set how a learned policy drives; they need --policy MODEL")
-    if args.replan_steps < 0:
-        raise ValueError(f"--replan-steps {args.replan_steps} must be >= 0 (0 = the chunk length)")
+    _check_replan(args.replan_steps)
     summary = record.record(args.out, args.task, args.episodes, args.split, args.seed, args.compressed, args.noise,
                             args.image_size, progress=None if args.quiet else Progress("record", "episodes"),
                             start_spread=args.start_spread, perturb=args.perturb, policy=args.policy, beta=args.beta,
-                            policy_params={"control.replan_steps": args.replan_steps})
+                            policy_params=_control_params(args))
     print(summary.line())
     return 0
 
@@ -250,14 +262,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from .model import EMBEDDED, embedded_available
 
         args.model = EMBEDDED if embedded_available() else "small"
-    if args.replan_steps < 0:
-        raise ValueError(f"--replan-steps {args.replan_steps} must be >= 0 (0 = the chunk length)")
+    _check_replan(args.replan_steps)
     if args.strip_episodes < 1:
         raise ValueError(f"--strip-episodes {args.strip_episodes} must be >= 1")
     rep = evaluate(args.model, args.methods, args.keep, args.episodes, args.seed, args.split,
                    families=tuple(args.families), layer=args.layer,
-                   params={"control.replan_steps": args.replan_steps,
-                           "control.gripper_threshold": args.gripper_threshold},
+                   params=_control_params(args),
                    progress=None if args.quiet else Progress("eval", "episodes"), strips=args.strips,
                    strip_episodes=args.strip_episodes)
     print(markdown(rep))
@@ -416,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "action is recorded as the label")
     q.add_argument("--beta", type=float, default=0.0,
                    help="with --policy: share of steps on which the expert's action is executed instead")
-    q.add_argument("--replan-steps", type=int, default=2, help="with --policy: executed steps between its chunks")
+    q.add_argument("--replan-steps", type=int, default=None,
+                   help="with --policy: executed steps between its chunks (default: the simulator's, 2)")
     q.add_argument("--compressed", action="store_true", help="CompressedImage jpeg instead of raw rgb8")
     q.add_argument("--image-size", type=int, default=128)
     q.add_argument("--start-spread", type=float, default=1.0,
@@ -463,8 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=_floats, default=(0.5, 0.25, 0.125))
     p.add_argument("--episodes", type=int, default=20, help="episodes per task family (same seeds for every method)")
     p.add_argument("--families", type=_names, default=("pick", "push", "place"), help="task families to run")
-    p.add_argument("--replan-steps", type=int, default=0,
-                   help="executed steps between new chunks; 0 = the whole chunk open loop (as OFT)")
+    p.add_argument("--replan-steps", type=int, default=None,
+                   help="executed steps between new chunks (default: the simulator's, 2); 0 = the whole chunk "
+                        "open loop (as OFT)")
     p.add_argument("--gripper-threshold", type=float, default=0.0,
                    help="> 0: binary gripper commands, open at or above it (control.gripper_threshold)")
     p.add_argument("--seed", type=int, default=0)

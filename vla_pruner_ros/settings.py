@@ -20,6 +20,9 @@ from .safety import SafetyConfig
 from .yaml_file import load_yaml
 
 DEFAULT_MODEL = "embedded"  # the simulator-trained model shipped in the package (vla_pruner_ros/models/sim_tabletop)
+# How the simulated arm is driven (eval, DAgger recording, sim.launch.py): 5 Hz, and a new chunk
+# every 2 executed steps, which the embedded model succeeds with most often (BENCHMARKS.md).
+SIM_CONTROL = {"control.rate_hz": 5.0, "control.replan_steps": 2}
 
 
 class SettingsError(ValueError):

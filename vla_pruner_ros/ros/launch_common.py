@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..settings import DEFAULT_MODEL
+from ..settings import DEFAULT_MODEL, SIM_CONTROL
 
 PACKAGE = "vla_pruner_ros"
 EXECUTABLE = "vla_node"
@@ -112,7 +112,7 @@ def sim_parameters(get: dict[str, str]) -> tuple[dict, dict]:
     sim = {"task.family": get["family"], "task.color": get["color"], "task.shape": get["shape"],
            "seed": int(get["seed"]), "action_source": get["action_source"], "realtime": False}
     vla = {"use_sim_time": True, "dry_run": False, "pose_feedback": get["action_source"] == "ee_target",
-           "control.rate_hz": 5.0, "control.action_frame": "table",
+           **SIM_CONTROL, "control.action_frame": "table",
            **parameter_overrides(get["model_path"], get["method"], get["keep_ratio"], "false")}
     return sim, vla
 

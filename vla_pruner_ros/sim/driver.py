@@ -11,15 +11,15 @@ import numpy as np
 
 from ..control import ControlCore, Plan
 from ..safety import SafetyFilter
-from ..settings import NodeSettings, build_policy, load_settings_model, settings_from_flat
+from ..settings import SIM_CONTROL, NodeSettings, build_policy, load_settings_model, settings_from_flat
 from .env import LIMITS, Observation
 
 T_START = 1.0  # simulation time of an episode's first step (a zero stamp means "unset" to ROS tools)
 
 
 def sim_settings(model_path: str, params: dict | None = None) -> NodeSettings:
-    """Node settings for the simulated arm: its control rate and safety limits, then ``params``."""
-    return settings_from_flat({"model.path": model_path, "control.rate_hz": 5.0,
+    """Node settings for the simulated arm: its control (SIM_CONTROL) and safety limits, then ``params``."""
+    return settings_from_flat({"model.path": model_path, **SIM_CONTROL,
                                "safety.max_translation_step": LIMITS.max_translation_step,
                                "safety.max_rotation_step": LIMITS.max_rotation_step,
                                "safety.workspace_min": list(LIMITS.workspace_min),
