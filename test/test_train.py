@@ -89,6 +89,8 @@ def test_bad_training_input(tmp_path, capsys):
         TrainConfig.from_file(None, lr_max=1.0)
     with pytest.raises(TrainError, match="aux_weight=-1"):
         TrainConfig(aux_weight=-1)
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--lr", "0"]) == 2
+    assert "lr=0.0 must be > 0" in capsys.readouterr().err
 
 
 def test_training_and_policy_normalise_proprio_alike(episodes_dir, tmp_path):

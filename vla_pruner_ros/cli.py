@@ -225,7 +225,7 @@ def cmd_sim_expert(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train.trainer import TrainConfig, train
 
-    cfg = TrainConfig.from_file(args.config, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    cfg = TrainConfig.from_file(args.config, steps=args.steps, batch_size=args.batch_size, seed=args.seed, lr=args.lr)
     if args.init and args.resume:
         raise ValueError("--init and --resume exclude each other: --resume continues OUT's own run")
     summary = train(args.data, args.out, cfg, resume=args.resume, init=args.init)
@@ -448,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, metavar="YAML", help="training settings (config/train.yaml)")
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoint/ and trainer_state.pt go here")
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (overrides the config's)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--resume", action="store_true", help="continue from OUT's last checkpoint")

@@ -85,6 +85,8 @@ class TrainConfig:
             raise TrainError(f"loss={self.loss!r}; expected one of {sorted(LOSSES)}")
         if not 4 <= self.chunk_len <= 8 and self.chunk_len != 1:
             raise TrainError(f"chunk_len={self.chunk_len}; expected 4..8")
+        if not self.lr > 0:
+            raise TrainError(f"lr={self.lr} must be > 0")
         if self.aux_weight < 0:
             raise TrainError(f"aux_weight={self.aux_weight} must be >= 0")
         if not 0 <= self.counterfactual < 1:
