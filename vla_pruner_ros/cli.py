@@ -419,8 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--noise", type=float, default=0.0, help="expert action noise (m)")
     q.add_argument("--perturb", type=float, default=0.0,
-                   help="execution drift (m per step, DART-style): executed = expert action + drift, "
-                        "recorded = expert action; demonstrations of recovering from drift")
+                   help="DART-style pushes (m): on some steps the expert's action plus a push of this size is "
+                        "executed, the expert's own action recorded; demonstrations of recovering")
     q.add_argument("--policy", default=None, metavar="MODEL",
                    help="DAgger: this model drives (checkpoint directory, 'embedded' or a preset), the expert's "
                         "action is recorded as the label")
@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--episodes", type=int, default=100)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--noise", type=float, default=0.0)
-    q.add_argument("--perturb", type=float, default=0.0, help="execution drift (m per step), as sim record")
+    q.add_argument("--perturb", type=float, default=0.0, help="DART-style pushes (m), as sim record")
     q.add_argument("--json", default=None, metavar="PATH")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_sim_expert)

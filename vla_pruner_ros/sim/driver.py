@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..control import ControlCore, Plan
+from ..policy import VLAPolicy
 from ..safety import SafetyFilter
 from ..settings import SIM_CONTROL, NodeSettings, build_policy, load_settings_model, settings_from_flat
 from .env import LIMITS, Observation
@@ -30,16 +31,17 @@ def sim_settings(model_path: str, params: dict | None = None) -> NodeSettings:
 class PolicyDriver:
     """``reset(instruction)`` per episode, then ``act(obs)`` once per simulator step."""
 
-    def __init__(self, core: ControlCore, dt: float) -> None:
-        self.core, self.dt, self.t = core, dt, T_START
+    def __init__(self, policy: VLAPolicy, settings: NodeSettings) -> None:
+        """``policy`` behind a fresh ControlCore with ``settings``' control and safety limits."""
+        self.core = ControlCore(policy, settings.control, SafetyFilter(settings.safety))
+        self.dt, self.t = settings.control.dt, T_START
 
     @classmethod
     def load(cls, model_path: str, params: dict | None = None) -> PolicyDriver:
-        """The model's unpruned policy (or as ``params`` set it) behind a fresh ControlCore."""
+        """The model's unpruned policy (or as ``params`` set it)."""
         settings = sim_settings(model_path, params)
         model, tokenizer = load_settings_model(settings)
-        core = ControlCore(build_policy(settings, model, tokenizer), settings.control, SafetyFilter(settings.safety))
-        return cls(core, settings.control.dt)
+        return cls(build_policy(settings, model, tokenizer), settings)
 
     def reset(self, instruction: str) -> None:
         self.core.reset()

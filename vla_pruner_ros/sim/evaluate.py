@@ -2,11 +2,11 @@
 
 Every method and keep ratio runs the same seeded episodes (held-out colour/shape combinations by
 default). Each control step goes through ``driver.PolicyDriver``: the same ``ControlCore`` the node
-and replay use, on simulation time (whole chunks executed open loop by default, as OpenVLA-OFT, or
-a new chunk every ``control.replan_steps``). Reported in the shape of the papers' Table 1: success
-per task family and on average, success relative to the unpruned model, LLM FLOPs, median tick
-latency and speedup versus unpruned measured in this run.
-With ``strips``, the first episodes of each family are also drawn as PNG strips: the frame of each
+and replay use, on simulation time (a new chunk every ``control.replan_steps``, 2 by default as in
+``settings.SIM_CONTROL``; 0 executes whole chunks open loop, as OpenVLA-OFT). Reported in the shape
+of the papers' Table 1: success per task family and on average, success relative to the unpruned
+model, LLM FLOPs, median tick latency and speedup versus unpruned measured in this run. With
+``strips``, the first episodes of each family are also drawn as PNG strips: the frame of each
 planned chunk with the tokens the method kept outlined and the pruned ones dimmed.
 """
 
@@ -21,9 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..control import ControlCore
 from ..pruning import PRUNERS
-from ..safety import SafetyFilter
 from ..settings import build_policy, load_settings_model
 from .driver import PolicyDriver, sim_settings
 from .env import TabletopEnv
@@ -105,7 +103,7 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
             k = layer if layer is not None and PRUNERS[method].config_class().layer > 0 else -1
             pruning = dataclasses.replace(base.pruning, method=method, keep_ratio=keep, layer=k)
             policy = build_policy(dataclasses.replace(base, pruning=pruning), model, tokenizer)
-            driver = PolicyDriver(ControlCore(policy, base.control, SafetyFilter(base.safety)), base.control.dt)
+            driver = PolicyDriver(policy, base)
             r = MethodResult(method, keep)
             for f in families:
                 r.successes[f] = []
