@@ -202,7 +202,7 @@ def cmd_sim_record(args: argparse.Namespace) -> int:
     summary = record.record(args.out, args.task, args.episodes, args.split, args.seed, args.compressed, args.noise,
                             args.image_size, progress=None if args.quiet else Progress("record", "episodes"),
                             start_spread=args.start_spread, perturb=args.perturb, policy=args.policy, beta=args.beta,
-                            policy_params=_control_params(args))
+                            policy_params=_control_params(args), wrist=args.wrist)
     print(summary.line())
     return 0
 
@@ -384,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=float, default=None, help="keep ratio (default: the parameter file's)")
     p.add_argument("--compare", type=_names, default=(), help="methods to replay side by side; none is always added")
     p.add_argument("--image-topic", default=None)
+    p.add_argument("--wrist-topic", default=None,
+                   help="second camera for two-camera models (default: the image topic with 'wrist' in its name)")
     p.add_argument("--instruction-topic", default=None)
     p.add_argument("--instruction", default=None, help="task text when the bag has no instruction topic")
     p.add_argument("--reference-topic", default=None, help="recorded actions (JointTrajectory) to score against")
@@ -429,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--replan-steps", type=int, default=None,
                    help="with --policy: executed steps between its chunks (default: the simulator's, 2)")
     q.add_argument("--compressed", action="store_true", help="CompressedImage jpeg instead of raw rgb8")
+    q.add_argument("--wrist", action="store_true", help="also record the wrist camera (/camera/wrist/image)")
     q.add_argument("--image-size", type=int, default=128)
     q.add_argument("--start-spread", type=float, default=1.0,
                    help="scale of the hand's random start box around HOME; 0 = always HOME")

@@ -31,6 +31,16 @@ def resolve_model_path(source: str | Path) -> str | Path:
     return source
 
 
+def model_cameras(source: str | Path) -> int:
+    """How many cameras a model expects, from its config.json alone (presets: one)."""
+    import json
+
+    path = Path(resolve_model_path(source))
+    if (path / "config.json").is_file():
+        return VLAConfig.from_json_dict(json.loads((path / "config.json").read_text())).num_cameras
+    return 1
+
+
 def identity_norm_stats(action_dim: int) -> dict:
     """Statistics that leave normalised actions as they are (for random-weight presets)."""
     return {"default": {"action": {"q01": [-1.0] * action_dim, "q99": [1.0] * action_dim,
@@ -70,5 +80,5 @@ def load_model(source: str | Path, *, head: str | None = None, device: str | tor
 __all__ = ["EMBEDDED", "EMBEDDED_DIR", "PRESET_NAMES", "CheckpointError", "ConfigError", "ModelError", "Prediction",
            "PruneSpec",
            "SelectionInput", "UnnormKeyError", "VLAConfig", "VLAModel", "build_model", "build_preset",
-           "build_tokenizer", "identity_norm_stats", "load_checkpoint", "load_model", "load_tokenizer", "preset",
-           "embedded_available", "resolve_model_path", "save_checkpoint"]
+           "build_tokenizer", "identity_norm_stats", "load_checkpoint", "load_model", "load_tokenizer", "model_cameras",
+           "preset", "embedded_available", "resolve_model_path", "save_checkpoint"]

@@ -23,6 +23,7 @@ class ReplayArgs:
     keep: float | None = None
     compare: tuple[str, ...] = ()
     image_topic: str | None = None
+    wrist_topic: str | None = None
     instruction_topic: str | None = None
     instruction: str | None = None
     reference_topic: str | None = None
@@ -35,6 +36,22 @@ class ReplayArgs:
     plots: str | None = None
     overlays: str | None = None
     quiet: bool = False
+
+
+def camera_topics(bag: Bag, image: str | None, wrist: str | None) -> tuple[str, str | None]:
+    """(camera topic, wrist camera topic or None): as asked; else a wrist topic is the image topic with
+    "wrist" in its name, and the camera topic the only other image topic."""
+    if wrist:
+        wrist = bag.pick(wrist, IMAGE_TYPES, "wrist")
+    else:
+        named = [t for t, c in bag.topics.items() if c.msgtype in IMAGE_TYPES and "wrist" in t and t != image]
+        wrist = named[0] if len(named) == 1 else None
+    if image:
+        return bag.pick(image, IMAGE_TYPES, "image"), wrist
+    others = sorted(t for t, c in bag.topics.items() if c.msgtype in IMAGE_TYPES and t != wrist)
+    if len(others) == 1:
+        return others[0], wrist
+    return bag.pick(None, IMAGE_TYPES, "image"), wrist  # none or several: its error names the topics
 
 
 def load_settings(args: ReplayArgs) -> NodeSettings:
@@ -54,7 +71,7 @@ def run_replay(args: ReplayArgs) -> dict:
     methods = list(dict.fromkeys(["none", *args.compare])) if args.compare else [args.method or
                                                                                  settings.pruning.method]
     with Bag(args.bag) as bag:
-        image_topic = bag.pick(args.image_topic, IMAGE_TYPES, "image")
+        image_topic, wrist_topic = camera_topics(bag, args.image_topic, args.wrist_topic)
         instruction_topic = bag.pick(args.instruction_topic, {STRING_TYPE}, "instruction", required=False)
         if instruction_topic is None and not args.instruction:
             raise ValueError(f"{args.bag} has no instruction topic (std_msgs/String); pass --instruction TEXT. "
@@ -67,12 +84,12 @@ def run_replay(args: ReplayArgs) -> dict:
             if args.pose_topic:
                 raise
             pose_topic = None
-        topics = [t for t in (image_topic, instruction_topic, reference_topic, pose_topic) if t]
+        topics = [t for t in (image_topic, wrist_topic, instruction_topic, reference_topic, pose_topic) if t]
         messages = bag.messages(topics, args.start, args.end)
         reordered = bag.reordered
         qos = {t: bag.topics[t].qos for t in topics}
     inp = ReplayInput(messages, image_topic, instruction_topic, args.instruction, pose_topic, args.episode_gap,
-                      settings.camera.size_change)
+                      settings.camera.size_change, wrist_topic)
     model, tokenizer = load_settings_model(settings)
     runs: dict[str, MethodRun] = {}
     for method in methods:
@@ -80,7 +97,8 @@ def run_replay(args: ReplayArgs) -> dict:
         runs[method] = replay_method(inp, settings, model, tokenizer, method, keep, _progress(method, args.quiet))
     reference = reference_actions(messages, reference_topic)
     t0 = next(m.time for m in messages if m.topic == image_topic)
-    meta = {"bag": str(args.bag), "image_topic": image_topic, "instruction_topic": instruction_topic,
+    meta = {"bag": str(args.bag), "image_topic": image_topic, "wrist_topic": wrist_topic,
+            "instruction_topic": instruction_topic,
             "reference_topic": reference_topic, "model": settings.model.path, "rate_hz": settings.control.rate_hz,
             "keep_ratio": args.keep if args.keep is not None else settings.pruning.keep_ratio,
             "messages": len(messages), "reordered_messages": reordered, "start_time": t0}
@@ -88,7 +106,7 @@ def run_replay(args: ReplayArgs) -> dict:
     if reordered:
         report["meta"]["note"] = f"{reordered} message(s) were out of time order in the bag and were replayed sorted"
     if args.out:
-        write_output_bag(args.out, messages, runs, settings, qos, image_topic, instruction_topic)
+        write_output_bag(args.out, messages, runs, settings, qos, (image_topic, wrist_topic, instruction_topic))
     if args.report:
         write_json(args.report, report)
     if args.plots:
@@ -104,12 +122,13 @@ def run_replay(args: ReplayArgs) -> dict:
 
 
 def write_output_bag(path: str, messages, runs: dict[str, MethodRun], settings: NodeSettings, qos: dict,
-                     image_topic: str, instruction_topic: str | None) -> Path:
-    """Input camera and instruction topics, plus per method the action chunks and per-chunk diagnostics."""
+                     inputs: tuple[str | None, ...]) -> Path:
+    """The ``inputs`` topics (cameras, instruction) as they were, plus per method the action chunks and
+    per-chunk diagnostics."""
     frame = settings.control.action_frame
     with BagWriter(path, "mcap") as w:
         for m in messages:
-            if m.topic in (image_topic, instruction_topic):
+            if m.topic in inputs:
                 w.connection(m.topic, m.msgtype, qos.get(m.topic) or ())
                 w.write_raw(m.topic, m.msgtype, m.raw, m.log_ns)
         for name, run in runs.items():

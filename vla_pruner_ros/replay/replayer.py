@@ -66,6 +66,7 @@ class ReplayInput:
     pose_topic: str | None = None
     episode_gap_s: float = 1.0
     size_change: str = "resize"  # resize | stop
+    wrist_topic: str | None = None  # the second camera, for two-camera models
 
 
 def decode_frame(msg: BagMessage) -> np.ndarray:
@@ -92,8 +93,11 @@ def replay_method(inp: ReplayInput, settings: NodeSettings, model, tokenizer, me
     if keep_ratio is not None:
         pruning = dataclasses.replace(pruning, keep_ratio=keep_ratio)
     policy = build_policy(dataclasses.replace(settings, pruning=pruning), model, tokenizer)
-    if policy.model.config.num_cameras != 1:
-        raise ReplayError(f"the model expects {policy.model.config.num_cameras} cameras; replay feeds one camera topic")
+    cams = policy.model.config.num_cameras
+    if cams > 2 or (cams == 2 and inp.wrist_topic is None):
+        raise ReplayError(f"the model expects {cams} cameras; replay feeds the image topic"
+                          + (" and a wrist topic (--wrist-topic; none found in the bag)" if cams == 2 else " only"))
+    wrist_topic = inp.wrist_topic if cams == 2 else None
     core = ControlCore(policy, settings.control, SafetyFilter(settings.safety))
     run = MethodRun(policy.pruner.name)
     images = [m for m in inp.messages if m.topic == inp.image_topic]
@@ -137,6 +141,13 @@ def replay_method(inp: ReplayInput, settings: NodeSettings, model, tokenizer, me
                     core.reset()
                 last_image_t = m.time
                 core.set_image(0, frame, m.time)
+            elif m.topic == wrist_topic:
+                try:
+                    core.set_image(1, decode_frame(m), m.time)
+                except MessageError as err:
+                    bad += 1
+                    if bad <= 3:
+                        run.warnings.append(f"wrist frame at {m.time - t0:.3f} s dropped: {err}")
             elif m.topic == inp.instruction_topic:
                 try:
                     core.set_instruction(m.msg.data)

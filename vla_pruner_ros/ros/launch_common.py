@@ -109,11 +109,14 @@ SIM_ARGUMENTS = {
 
 def sim_parameters(get: dict[str, str]) -> tuple[dict, dict]:
     """(sim_node, vla_node) parameters for the wired simulation: bag-time clock, armed, no download."""
+    from ..model import model_cameras
+
+    overrides = parameter_overrides(get["model_path"], get["method"], get["keep_ratio"], "false")
+    wrist = model_cameras(overrides["model.path"]) > 1  # the simulator renders the wrist camera for such a model
     sim = {"task.family": get["family"], "task.color": get["color"], "task.shape": get["shape"],
-           "seed": int(get["seed"]), "action_source": get["action_source"], "realtime": False}
+           "seed": int(get["seed"]), "action_source": get["action_source"], "realtime": False, "wrist": wrist}
     vla = {"use_sim_time": True, "dry_run": False, "pose_feedback": get["action_source"] == "ee_target",
-           **SIM_CONTROL, "control.action_frame": "table",
-           **parameter_overrides(get["model_path"], get["method"], get["keep_ratio"], "false")}
+           **SIM_CONTROL, "control.action_frame": "table", "camera.wrist": wrist, **overrides}
     return sim, vla
 
 

@@ -1,6 +1,7 @@
 """``sim_node``: the MuJoCo tabletop standing in for the arm and its camera.
 
-Publishes ``image`` (sensor_msgs/Image rgb8) and ``ee_pose`` (PoseStamped) every control step,
+Publishes ``image`` (sensor_msgs/Image rgb8; with ``wrist: true`` also ``wrist_image`` from the
+camera on the hand) and ``ee_pose`` (PoseStamped) every control step,
 ``instruction`` (latched String) at each reset and ``~/status`` (String, JSON: episode, seed, task,
 step, success, done) after every step. Actions come from ``action_source``:
 
@@ -52,16 +53,18 @@ class SimNode(Node):
         p = {name: self.declare_parameter(name, default).value for name, default in (
             ("task.family", "pick"), ("task.color", "red"), ("task.shape", "cube"), ("task.direction", "left"),
             ("seed", 0), ("rate_hz", 5.0), ("image_size", 128), ("action_source", "action_chunk"),
-            ("realtime", False), ("frame_id", "table"), ("episodes", 0), ("start_delay_s", 1.0))}
+            ("realtime", False), ("frame_id", "table"), ("episodes", 0), ("start_delay_s", 1.0),
+            ("wrist", False))}
         if p["action_source"] not in SOURCES:
             raise ValueError(f"action_source={p['action_source']!r}; expected one of {list(SOURCES)}")
         if p["task.family"] not in FAMILIES:
             raise ValueError(f"task.family={p['task.family']!r}; expected one of {list(FAMILIES)}")
         self.source, self.realtime, self.frame = p["action_source"], p["realtime"], p["frame_id"]
         self.max_episodes = int(p["episodes"])
-        self._env_args = (int(p["image_size"]), float(p["rate_hz"]))
+        self._env_args = dict(image_size=int(p["image_size"]), control_hz=float(p["rate_hz"]), wrist=bool(p["wrist"]))
         self.env: TabletopEnv | None = None  # created, reset and stepped on the sim thread (its GL context)
         self.image_pub = self.create_publisher(Image, "image", qos_profile_sensor_data)
+        self.wrist_pub = self.create_publisher(Image, "wrist_image", qos_profile_sensor_data) if p["wrist"] else None
         self.pose_pub = self.create_publisher(PoseStamped, "ee_pose", 10)
         self.instruction_pub = self.create_publisher(String, "instruction", LATCHED)
         # Reliable + transient local with a deep history: a late subscriber still gets the whole episode.
@@ -164,11 +167,14 @@ class SimNode(Node):
         t = self.sim_time
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=seconds_to_stamp(t)))
-        img = self.obs.image
-        msg = Image(height=img.shape[0], width=img.shape[1], encoding="rgb8", step=img.shape[1] * 3,
-                    data=img.tobytes())
-        msg.header.stamp, msg.header.frame_id = seconds_to_stamp(t), "camera"
-        self.image_pub.publish(msg)
+        for pub, img, frame in ((self.image_pub, self.obs.image, "camera"),
+                                (self.wrist_pub, self.obs.wrist, "wrist_camera")):
+            if pub is None:
+                continue
+            msg = Image(height=img.shape[0], width=img.shape[1], encoding="rgb8", step=img.shape[1] * 3,
+                        data=img.tobytes())
+            msg.header.stamp, msg.header.frame_id = seconds_to_stamp(t), frame
+            pub.publish(msg)
         self.pose_pub.publish(pose_stamped(self.obs.ee_position, self.obs.ee_orientation, t, self.frame))
 
     def _publish_status(self) -> None:
@@ -193,7 +199,7 @@ class SimNode(Node):
         return True
 
     def _run(self) -> None:
-        self.env = TabletopEnv(*self._env_args)
+        self.env = TabletopEnv(**self._env_args)
         period = self.env.dt
         self._stop.wait(self.start_delay)  # let subscribers (vla_node, recorders) discover us first
         while not self._stop.is_set():

@@ -35,6 +35,7 @@ class PolicyDriver:
         """``policy`` behind a fresh ControlCore with ``settings``' control and safety limits."""
         self.core = ControlCore(policy, settings.control, SafetyFilter(settings.safety))
         self.dt, self.t = settings.control.dt, T_START
+        self.cameras = policy.model.config.num_cameras
 
     @classmethod
     def load(cls, model_path: str, params: dict | None = None) -> PolicyDriver:
@@ -51,7 +52,11 @@ class PolicyDriver:
     def act(self, obs: Observation) -> tuple[np.ndarray, Plan | None]:
         """The 7-D action for this step and the chunk planned at it (None when none was due)."""
         core, t = self.core, self.t
-        core.set_image(0, obs.image, t)
+        if len(obs.images) < self.cameras:
+            raise ValueError(f"the policy expects {self.cameras} cameras; the simulator renders {len(obs.images)} "
+                             "(TabletopEnv(wrist=True) adds the wrist camera)")
+        for cam in range(self.cameras):  # a one-camera policy takes the front camera only
+            core.set_image(cam, obs.images[cam], t)
         core.set_pose(obs.ee_position, obs.ee_orientation, t)
         plan = core.run_plan(t)
         cmd = core.command(t)

@@ -34,6 +34,12 @@ START_SPREAD = np.array([0.08, 0.12, 0.03])
 WORKSPACE = ((0.20, -0.32, 0.005), (0.80, 0.32, 0.40))  # gripper box
 FINGER_OPEN = 0.045
 SIZES = {"cube": (0.02, 0.02, 0.02), "block": (0.035, 0.018, 0.02), "cylinder": (0.02, 0.025)}
+# The wrist camera rides on the hand 5 cm behind its centre, under the palm, looking forward and 50
+# degrees down between the fingers (image up = forward, image right = the hand's right, -y): the last
+# centimetres of a grasp, which the front camera sees at about 6 mm a pixel, fill its frame.
+WRIST_CAMERA_POS = "-0.05 0 0.03"
+WRIST_CAMERA_AXES = "0 -1 0 0.766 0 0.643"
+WRIST_CAMERA_FOVY = 75
 LIMITS = SafetyConfig(max_translation_step=0.05, max_rotation_step=0.25, workspace_min=WORKSPACE[0],
                       workspace_max=WORKSPACE[1])
 
@@ -44,6 +50,12 @@ class Observation:
     ee_position: np.ndarray  # (3,)
     ee_orientation: np.ndarray  # (4,) x, y, z, w
     gripper: float  # finger opening (m), 0 = closed
+    wrist: np.ndarray | None = None  # (S, S, 3) uint8 RGB of the wrist camera (TabletopEnv(wrist=True))
+
+    @property
+    def images(self) -> list[np.ndarray]:
+        """The camera frames in the policy's order: front, then wrist if rendered."""
+        return [self.image] if self.wrist is None else [self.image, self.wrist]
 
 
 @dataclass
@@ -71,11 +83,12 @@ class TabletopEnv:
     """``reset(seed, task)``, ``step(action)``, ``render()``; deterministic given the seed."""
 
     def __init__(self, image_size: int = 128, control_hz: float = 5.0, substep_s: float = 0.002,
-                 start_spread: float = 1.0) -> None:
-        """``start_spread`` scales START_SPREAD (0: the hand always starts at HOME; scenes are the same)."""
+                 start_spread: float = 1.0, wrist: bool = False) -> None:
+        """``start_spread`` scales START_SPREAD (0: the hand always starts at HOME; scenes are the same).
+        ``wrist``: also render the wrist camera (``Observation.wrist``)."""
         if start_spread < 0:
             raise ValueError(f"start_spread={start_spread} must be >= 0")
-        self.start_spread = start_spread
+        self.start_spread, self.wrist = start_spread, wrist
         self.image_size = image_size
         self.dt = 1.0 / control_hz
         self.substep_s = substep_s
@@ -165,6 +178,7 @@ class TabletopEnv:
       <body name="finger_r" gravcomp="1">
         <joint name="finger_r" type="slide" axis="0 -1 0" range="0 {FINGER_OPEN}" damping="5"/>
         <geom type="box" size="0.010 0.006 0.035" pos="0 -0.006 0.012" rgba=".35 .35 .38 1" mass="0.02"/></body>
+      <camera name="wrist" pos="{WRIST_CAMERA_POS}" xyaxes="{WRIST_CAMERA_AXES}" fovy="{WRIST_CAMERA_FOVY}"/>
     </body>
     {"".join(bodies)}
     <camera name="front" pos="{cam[0]:.4f} {cam[1]:.4f} {cam[2]:.4f}" fovy="48"
@@ -205,8 +219,8 @@ class TabletopEnv:
             self.renderer.close()
             self.renderer = None
 
-    def render(self) -> np.ndarray:
-        self.renderer.update_scene(self.data, camera="front")
+    def render(self, camera: str = "front") -> np.ndarray:
+        self.renderer.update_scene(self.data, camera=camera)
         return self.renderer.render().copy()
 
     def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
@@ -233,7 +247,8 @@ class TabletopEnv:
 
     def observe(self) -> Observation:
         pos, quat = self.ee_pose()
-        return Observation(self.render(), pos, quat, self.gripper_opening())
+        return Observation(self.render(), pos, quat, self.gripper_opening(),
+                           self.render("wrist") if self.wrist else None)
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool, bool]:
         """Apply one 7-D delta action; returns (observation, success, done)."""

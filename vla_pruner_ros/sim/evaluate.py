@@ -90,7 +90,7 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
     model, tokenizer = load_settings_model(base)
     # Frames at the simulator camera's own size (as recorded and as sim_node publishes); the policy
     # resizes them to the model's input exactly as it does for a real camera.
-    env = TabletopEnv(control_hz=base.control.rate_hz)
+    env = TabletopEnv(control_hz=base.control.rate_hz, wrist=model.config.num_cameras > 1)
     configs = [("none", 1.0)] + [(m, k) for m in methods if m != "none" for k in keeps]
     tasks = {f: choose_tasks(f, split, episodes, seed) for f in families}
     results = []

@@ -1,7 +1,8 @@
 """Expert episodes recorded as ROS 2 bags (mcap), one bag per episode: what training reads and
 replay consumes.
 
-Topics: ``/camera/image`` (sensor_msgs/Image rgb8, or ``/camera/image/compressed`` jpeg),
+Topics: ``/camera/image`` (sensor_msgs/Image rgb8, or ``/camera/image/compressed`` jpeg), with
+``--wrist`` also ``/camera/wrist/image`` (or ``.../compressed``) from the camera on the hand,
 ``/instruction`` (std_msgs/String), ``/ee_pose`` (geometry_msgs/PoseStamped), ``/gripper``
 (std_msgs/Float64, finger opening in m), ``/expert/action`` (trajectory_msgs/JointTrajectory, one
 point, the action dimension names), ``/episode`` (std_msgs/String, JSON: id, seed, task,
@@ -81,6 +82,7 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
     """Roll out the expert on (task, seed) and write the episode bag at ``path``; ``/expert/action``
     holds the expert's own actions, also under ``perturb`` or ``dagger`` (see ``expert.run_episode``)."""
     image_topic = "/camera/image/compressed" if compressed else "/camera/image"
+    wrist_topic = "/camera/wrist/image/compressed" if compressed else "/camera/wrist/image"
     info = {"episode": episode, "seed": seed, "task": task.family, "instruction": task.instruction,
             "held_out": task.held_out, "perturb": perturb, "policy": dagger.model if dagger else None,
             "beta": dagger.beta if dagger else None}
@@ -108,6 +110,10 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
             image = W.compressed_image(obs.image, t, frame_id="camera") if compressed else W.image(
                 obs.image, t, frame_id="camera")
             w.write(image_topic, image, ns(t))
+            if obs.wrist is not None:
+                frame = W.compressed_image(obs.wrist, t, frame_id="wrist_camera") if compressed else W.image(
+                    obs.wrist, t, frame_id="wrist_camera")
+                w.write(wrist_topic, frame, ns(t))
             w.write("/ee_pose", W.pose_stamped(obs.ee_position, obs.ee_orientation, t, FRAME), ns(t))
             w.write("/gripper", W.float64(obs.gripper), ns(t))
             # Privileged scene state for training's auxiliary loss: the target object and the plate.
@@ -133,14 +139,17 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
 def record(out_dir: str | Path, family: str = "all", episodes: int = 10, split: str = "train", seed: int = 0,
            compressed: bool = False, noise: float = 0.0, image_size: int = 128, progress=None,
            start_spread: float = 1.0, perturb: float = 0.0, policy: str | None = None, beta: float = 0.0,
-           policy_params: dict | None = None) -> RecordSummary:
+           policy_params: dict | None = None, wrist: bool = False) -> RecordSummary:
     """``policy`` (a model path, 'embedded' or a preset): DAgger episodes, see ``Dagger``;
-    ``policy_params``: its node settings (e.g. ``control.replan_steps``)."""
+    ``policy_params``: its node settings (e.g. ``control.replan_steps``); ``wrist``: also record the
+    wrist camera (``/camera/wrist/image``). A DAgger policy that expects two cameras needs it."""
     out_dir = Path(out_dir)
     dagger = Dagger(PolicyDriver.load(policy, policy_params), beta, policy) if policy else None
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = choose_tasks(family, split, episodes, seed)
-    env = TabletopEnv(image_size=image_size, start_spread=start_spread)
+    if dagger is not None and dagger.driver.cameras > 1 and not wrist:
+        raise ValueError(f"the policy {policy} expects {dagger.driver.cameras} cameras; record with --wrist")
+    env = TabletopEnv(image_size=image_size, start_spread=start_spread, wrist=wrist)
     per_family: dict[str, list[int]] = {}
     successes, written, start = 0, 0, time.perf_counter()
     try:

@@ -15,6 +15,7 @@ from ..model.vision import resize_frame
 from ..replay.bag import Bag, BagError, pose_arrays
 
 IMAGE_TOPICS = ("/camera/image", "/camera/image/compressed")
+WRIST_TOPICS = ("/camera/wrist/image", "/camera/wrist/image/compressed")  # optional second camera
 SCENE_TOPICS = ("/scene/target", "/scene/plate")  # optional: the auxiliary loss's targets
 OBJECT_TOPIC = "/scene/object/"  # + "<colour>_<shape>": every object, for counterfactual instructions
 EXECUTED_TOPIC = "/executed/action"  # DAgger episodes: what was executed (the labels stay the expert's)
@@ -38,25 +39,43 @@ class Episode:
     # "<colour> <shape>" -> (T, 3) position of every object of the scene (metres; empty without the
     # /scene/object/* topics)
     objects: dict[str, np.ndarray] = field(default_factory=dict)
+    wrist: np.ndarray | None = None  # (T, S, S, 3) uint8 wrist camera frames; None if not recorded
+
+    def frames(self, t: int, cameras: int) -> list[np.ndarray]:
+        """Step t's frames of the first ``cameras`` cameras (front, wrist)."""
+        if cameras > 1 and self.wrist is None:
+            raise BagError(f"{self.name} has no wrist camera frames; a {cameras}-camera model needs episodes "
+                           "recorded with `vla-pruner sim record --wrist`")
+        return [self.images[t]] if cameras == 1 else [self.images[t], self.wrist[t]]
 
 
 def load_episode(path: Path, image_size: int) -> Episode:
     with Bag(path) as bag:
         image_topic = next((t for t in IMAGE_TOPICS if t in bag.topics), None)
+        wrist_topic = next((t for t in WRIST_TOPICS if t in bag.topics), None)
         needed = ["/instruction", "/ee_pose", "/gripper", "/expert/action", "/episode"]
         missing = [t for t in needed if t not in bag.topics]
         if image_topic is None or missing:
             raise BagError(f"{path} is not a recorded simulator episode (missing {missing or list(IMAGE_TOPICS)}); "
                            f"its topics are:\n{bag.describe()}")
         optional = [t for t in bag.topics if t in SCENE_TOPICS or t.startswith(OBJECT_TOPIC) or t == EXECUTED_TOPIC]
-        msgs = bag.messages([image_topic, *needed, *optional])
+        msgs = bag.messages([image_topic, *([wrist_topic] if wrist_topic else []), *needed, *optional])
     by_topic: dict[str, list] = {}
     for m in msgs:
         by_topic.setdefault(m.topic, []).append(m)
-    frames = []
-    for m in by_topic[image_topic]:
-        rgb = compressed_to_rgb(m.msg) if image_topic.endswith("compressed") else image_to_rgb(m.msg)
-        frames.append(resize_frame(rgb, image_size))  # exactly as the policy resizes camera frames
+
+    def decode(topic: str) -> list[np.ndarray]:  # resized exactly as the policy resizes camera frames
+        return [resize_frame(compressed_to_rgb(m.msg) if topic.endswith("compressed") else image_to_rgb(m.msg),
+                             image_size) for m in by_topic[topic]]
+
+    frames = decode(image_topic)
+    wrist = None
+    if wrist_topic:
+        wrist = decode(wrist_topic)
+        if len(wrist) != len(frames):
+            raise BagError(f"{path}: {len(wrist)} frames on {wrist_topic} but {len(frames)} on {image_topic}; "
+                           "expected one wrist frame per front frame")
+        wrist = np.stack(wrist)
     poses = [np.concatenate(pose_arrays(m.msg)) for m in by_topic["/ee_pose"]]
     actions = np.array([m.msg.points[0].positions for m in by_topic["/expert/action"]], np.float32)
     # The proprio ControlCore gives the policy: pose and the last gripper command (1 = open at first),
@@ -83,7 +102,7 @@ def load_episode(path: Path, image_size: int) -> Episode:
         scene = np.concatenate([positions("/scene/target") - ee, plate[:, :2] - ee[:, :2]], axis=1)
     return cut_at_fall(Episode(path.name, by_topic["/instruction"][0].msg.data, np.stack(frames), proprio[:n],
                                actions[:n], bool(info.get("held_out", False)), bool(info.get("success", False)),
-                               scene, objects))
+                               scene, objects, wrist))
 
 
 def cut_at_fall(e: Episode) -> Episode:
@@ -93,7 +112,8 @@ def cut_at_fall(e: Episode) -> Episode:
         return e
     n = max(1, min(falls))
     return Episode(e.name, e.instruction, e.images[:n], e.proprio[:n], e.actions[:n], e.held_out, e.success,
-                   None if e.scene is None else e.scene[:n], {k: p[:n] for k, p in e.objects.items()})
+                   None if e.scene is None else e.scene[:n], {k: p[:n] for k, p in e.objects.items()},
+                   None if e.wrist is None else e.wrist[:n])
 
 
 def load_episodes(data_dir: str | Path, image_size: int, progress=None) -> list[Episode]:

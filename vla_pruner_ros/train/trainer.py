@@ -73,6 +73,7 @@ class TrainConfig:
     color_jitter: float = 0.1  # brightness/contrast jitter
     val_every: int = 250
     save_every: int = 250
+    cameras: int = 1  # 1: the front camera; 2: front + wrist (episodes recorded with sim record --wrist)
     seed: int = 0
     threads: int = 0  # 0 = torch's default
 
@@ -87,6 +88,8 @@ class TrainConfig:
             raise TrainError(f"chunk_len={self.chunk_len}; expected 4..8")
         if not self.lr > 0:
             raise TrainError(f"lr={self.lr} must be > 0")
+        if self.cameras not in (1, 2):
+            raise TrainError(f"cameras={self.cameras}; expected 1 (front) or 2 (front + wrist)")
         if self.aux_weight < 0:
             raise TrainError(f"aux_weight={self.aux_weight} must be >= 0")
         if not 0 <= self.counterfactual < 1:
@@ -120,7 +123,7 @@ class TrainConfig:
                     tie_word_embeddings=False, max_position_embeddings=1024, rope_theta=10000.0)
         return VLAConfig(featurizer=dino, fused_featurizer=siglip, text_config=text, name="sim-tabletop",
                          head="chunk", chunk_len=self.chunk_len, proprio_dim=8, action_token_base=vocab,
-                         norm_stats=stats, prune_layer=self.prune_layer)
+                         norm_stats=stats, prune_layer=self.prune_layer, num_cameras=self.cameras)
 
 
 def sincos_2d(grid: int, dim: int) -> torch.Tensor:
@@ -191,7 +194,7 @@ class Batch(NamedTuple):
     weight: torch.Tensor  # (B,) weight of each sample's action loss: 0 for counterfactual samples
     word: torch.Tensor  # (B,) index in ``ids`` of the instruction's colour word (-1: none)
     named: torch.Tensor  # (B, 3) the named object's position minus TABLE_CENTRE, / SCENE_SCALE
-    colours: torch.Tensor  # (B, M) patch colour labels of the (augmented) frame, see patch_colours
+    colours: torch.Tensor  # (B, cameras * M) patch colour labels of the (augmented) frames, see patch_colours
 
 
 class SceneHead(nn.Module):
@@ -267,9 +270,10 @@ class Batches:
         images, proprio, targets, scene, ids, weight, named, colours = [], [], [], [], [], [], [], []
         for i, t in items:
             e = self.episodes[i]
-            img = e.images[t] if rng is None else augment(e.images[t], rng, cfg.shift_px, cfg.color_jitter)
-            images.append(img)
-            colours.append(patch_colours(img, cfg.patch_size))
+            frames = [f if rng is None else augment(f, rng, cfg.shift_px, cfg.color_jitter)
+                      for f in e.frames(t, self.mcfg.num_cameras)]
+            images.append(preprocess_images(frames, self.mcfg))
+            colours.append(np.concatenate([patch_colours(f, cfg.patch_size) for f in frames]))
             proprio.append(self.proprio(e.proprio[t]))
             targets.append(self.normalizer.normalize(chunk_targets(e.actions, t, cfg.chunk_len)))
             s = e.scene[t].copy() if e.scene is not None else np.full(SCENE_DIM, np.nan)
@@ -281,7 +285,7 @@ class Batches:
             scene.append(s / SCENE_SCALE)
             ids.append(prompt)
             weight.append(w)
-        pixel = preprocess_images(images, self.mcfg).unsqueeze(1)  # (B, 1, 6, S, S)
+        pixel = torch.stack(images)  # (B, cameras, 6, S, S)
         word = [next((j for j, tok in enumerate(p) if tok in self.colour_ids), -1) for p in ids]
         return Batch(pixel, torch.tensor(ids), torch.tensor(np.array(proprio), dtype=torch.float32),
                      torch.tensor(np.array(targets), dtype=torch.float32),
@@ -366,11 +370,14 @@ def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: b
         wanted = cfg.model_config(len(tokenizer), norm_stats(train_eps, NORM_KEY))
         if init:
             model = load_checkpoint(init).train()
-            if model.config.replace(norm_stats={}) != wanted.replace(norm_stats={}):
+            # the weights do not depend on the number of cameras (one vision tower sees each frame)
+            if model.config.replace(norm_stats={}, num_cameras=1) != wanted.replace(norm_stats={}, num_cameras=1):
                 raise TrainError(f"--init {init} has other model sizes than the training config; "
                                  f"its config: {model.config.replace(norm_stats={})}")
+            log(f"starting from the weights of {init}" + (
+                f" ({model.config.num_cameras} camera(s) there, {wanted.num_cameras} here)"
+                if model.config.num_cameras != wanted.num_cameras else ""))
             model.config = wanted
-            log(f"starting from the weights of {init}")
         else:
             model = build_model(wanted, seed=cfg.seed).train()
             init_position_embeddings(model)
