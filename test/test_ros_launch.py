@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from vla_pruner_ros.model import EMBEDDED_DIR, VLAConfig
 from vla_pruner_ros.ros.launch_common import ARGUMENTS, EXECUTABLE, PACKAGE, ROBOTS, parameter_overrides
 from vla_pruner_ros.settings import DEFAULT_MODEL, flat_defaults, load_param_file, settings_from_flat
 
@@ -41,8 +42,11 @@ def test_parameter_files_only_use_declared_parameters(robot):
     assert set(values) <= set(declared), sorted(set(values) - set(declared))
     settings = settings_from_flat(values)  # every value valid
     assert settings.dry_run is True
-    launched = {**values, **parameter_overrides("", "", "", "true")}
-    assert settings_from_flat(launched).model.path == DEFAULT_MODEL  # no download
+    launched = settings_from_flat({**values, **parameter_overrides("", "", "", "true")})
+    assert launched.model.path == DEFAULT_MODEL  # no download
+    # the default model's cameras, whatever the robot file says (it describes a real checkpoint)
+    assert launched.camera.wrist == (VLAConfig.from_file(EMBEDDED_DIR / "config.json").num_cameras == 2)
+    assert "camera.wrist" not in parameter_overrides("/x", "", "", "true")
     assert set(parameter_overrides("/x", "fastv", "0.5", "false")) <= set(declared)
     assert set(spec.remappings) <= NODE_TOPICS
 
@@ -57,7 +61,7 @@ def test_widowx_follows_bridge_conventions():
 
 def test_launch_arguments_are_the_documented_ones():
     assert set(ARGUMENTS) == {"params_file", "model_path", "method", "keep_ratio", "dry_run", "namespace",
-                              "image_topic", "instruction_topic"}
+                              "image_topic", "wrist_image_topic", "instruction_topic"}
 
 
 def test_pip_install_puts_the_package_where_ros_finds_it(tmp_path, monkeypatch):

@@ -1,9 +1,10 @@
 """The launch description both robot launch files share (``launch`` is imported only when used).
 
 Launch arguments: ``params_file``, ``model_path``, ``method``, ``keep_ratio``, ``dry_run``,
-``namespace``, ``image_topic``, ``instruction_topic``. Empty ``model_path``/``method``/``keep_ratio``
-keep the parameter file's values. With no ``model_path`` the node runs the package's default model (``DEFAULT_MODEL``),
-whose only statistics key is used (a robot file's ``unnorm_key`` belongs to a real checkpoint).
+``namespace``, ``image_topic``, ``wrist_image_topic``, ``instruction_topic``. Empty
+``model_path``/``method``/``keep_ratio`` keep the parameter file's values. With no ``model_path``
+the node runs the package's default model (``DEFAULT_MODEL``), with its only statistics key and its
+number of cameras (a robot file's ``unnorm_key`` and ``camera.wrist`` belong to a real checkpoint).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ EXECUTABLE = "vla_node"
 class RobotLaunch:
     params_file: str  # under share/vla_pruner_ros/config/
     image_topic: str
+    wrist_image_topic: str  # used when the node subscribes a wrist camera (camera.wrist)
     instruction_topic: str = "/vla/instruction"
     remappings: dict[str, str] = field(default_factory=dict)  # node topic -> robot topic
 
@@ -28,12 +30,14 @@ ROBOTS = {
     "franka": RobotLaunch(
         params_file="franka.yaml",
         image_topic="/camera/camera/color/image_raw",  # realsense2_camera's default namespace
+        wrist_image_topic="/wrist_camera/wrist_camera/color/image_raw",  # a second realsense2_camera
         remappings={
             "ee_pose": "/franka_robot_state_broadcaster/current_pose",
             "~/ee_target": "/cartesian_impedance_controller/equilibrium_pose",
             "~/gripper": "/vla/gripper_command",
         }),
-    "widowx": RobotLaunch(params_file="widowx.yaml", image_topic="/camera/color/image_raw"),
+    "widowx": RobotLaunch(params_file="widowx.yaml", image_topic="/camera/color/image_raw",
+                          wrist_image_topic="/wrist_camera/color/image_raw"),
 }
 
 ARGUMENTS = {
@@ -44,6 +48,7 @@ ARGUMENTS = {
     "dry_run": "true: start disarmed (call ~/enable to arm)",
     "namespace": "namespace of the node",
     "image_topic": "camera topic (sensor_msgs/Image)",
+    "wrist_image_topic": "wrist camera topic (sensor_msgs/Image), for two-camera models (camera.wrist)",
     "instruction_topic": "instruction topic (std_msgs/String, latched)",
 }
 
@@ -54,8 +59,11 @@ def parameter_overrides(model_path: str, method: str, keep_ratio: str, dry_run: 
     if model_path:
         overrides["model.path"] = model_path
     else:
+        from ..model import model_cameras
+
         overrides["model.path"] = DEFAULT_MODEL
         overrides["model.unnorm_key"] = ""
+        overrides["camera.wrist"] = model_cameras(DEFAULT_MODEL) > 1
     if method:
         overrides["pruning.method"] = method
     if keep_ratio:
@@ -78,11 +86,12 @@ def generate(robot: str):
     share = get_package_share_directory(PACKAGE)
     defaults = {"params_file": os.path.join(share, "config", spec.params_file), "model_path": "", "method": "",
                 "keep_ratio": "", "dry_run": "true", "namespace": "", "image_topic": spec.image_topic,
-                "instruction_topic": spec.instruction_topic}
+                "wrist_image_topic": spec.wrist_image_topic, "instruction_topic": spec.instruction_topic}
 
     def node(context):
         get = {k: LaunchConfiguration(k).perform(context) for k in ARGUMENTS}
-        remaps = {"image": get["image_topic"], "instruction": get["instruction_topic"], **spec.remappings}
+        remaps = {"image": get["image_topic"], "wrist_image": get["wrist_image_topic"],
+                  "instruction": get["instruction_topic"], **spec.remappings}
         return [Node(package=PACKAGE, executable=EXECUTABLE, name="vla_node", namespace=get["namespace"],
                      output="screen", parameters=[get["params_file"], parameter_overrides(
                          get["model_path"], get["method"], get["keep_ratio"], get["dry_run"])],
