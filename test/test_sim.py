@@ -104,6 +104,34 @@ def test_perturbed_episodes_execute_pushes_but_report_the_expert_action(env):
         run_episode(env, Task("pick", "red", "cube"), 5, perturb=-0.01)
 
 
+def test_expert_labels_the_approach_from_the_hand_state(env):
+    """However the hand got there (a learned policy, a push), a hand low and 1.5-2 cm off the object
+    gets a label that descends while centring; one 6 cm off rises to the approach height first.
+    (Before, a fresh expert said "rise" where its own rollouts said "descend": contradictory labels.)"""
+    from vla_pruner_ros.sim.env import _half_height
+    from vla_pruner_ros.sim.expert import APPROACH_HEIGHT
+
+    task = Task("place", "green", "cube")
+    for offset, descends in (((0.015, -0.01), True), ((-0.01, 0.015), True), ((0.06, 0.0), False)):
+        env.reset(11, task)
+        obj = env.object_position(env.target.name)
+        gz = max(0.026, _half_height("cube") + 0.006)
+        goal = np.array([obj[0] + offset[0], obj[1] + offset[1], gz + 0.02])
+        for waypoint in ([*goal[:2], 0.15], goal):  # put the hand there, from above
+            for _ in range(8):
+                env.step(np.array([*(waypoint - env.target_pose()[0]), 0, 0, 0, 1.0]))
+        hand = env.ee_pose()[0]
+        assert np.linalg.norm(hand - goal) < 0.004 and np.allclose(env.object_position(env.target.name), obj,
+                                                                   atol=0.002)
+        action = Expert(env).act()  # a fresh expert: the state alone decides
+        toward = (obj[:2] - hand[:2]) / np.linalg.norm(obj[:2] - hand[:2])
+        if descends:
+            assert action[2] < 0 and np.allclose(action[:2], obj[:2] - hand[:2], atol=0.003), action
+        else:
+            assert action[2] > 0 and action[:2] @ toward > 0.02, action
+            assert hand[2] < gz + APPROACH_HEIGHT
+
+
 def _set_object(env, name: str, xyz) -> None:
     import mujoco
 

@@ -2,8 +2,10 @@
 
 Each call returns the 7-D delta action toward the current waypoint (at most 0.05 m a step). Phases
 advance when the gripper is within ``tol`` of the waypoint (or after a fixed number of steps for
-closing/opening). Recovery: if the object is lost while carrying it, the expert goes back to
-re-grasping. Optional Gaussian action noise (``noise`` m) makes demonstrations less uniform.
+closing/opening); the grasp approach also follows the hand's state (a hand low and nearly over the
+object descends while centring; one that drifted off goes back up), so a state gets one label
+however the hand got there. Recovery: if the object is lost while carrying it, the expert goes back
+to re-grasping. Optional Gaussian action noise (``noise`` m) makes demonstrations less uniform.
 
 ``perturb`` (m) is DART-style execution noise: now and then (``PERTURB_RATE`` of the steps) the
 simulator executes the expert's action plus a push of that size in a random direction for 1..3
@@ -21,6 +23,8 @@ from .env import TabletopEnv, _half_height
 from .tasks import DIRECTIONS
 
 MAX_STEP = 0.05
+APPROACH_HEIGHT = 0.08  # above the grasp height, where the hand lines up over the object
+CENTRE_TOL = 0.025  # m off the object (x-y) within which a low hand descends while centring
 
 
 class Expert:
@@ -74,9 +78,18 @@ class Expert:
         gz = self._grasp_z()
         if self.phase in ("lift", "carry", "lower") and not env.held(env.target.name):
             self.phase = "above"  # dropped it: grasp again
+        # The approach phase follows the hand's state, not only the waypoints reached, so that the
+        # same state gets the same label whoever put the hand there (DAgger, pushes): a hand below
+        # the approach height and nearly over the object descends while centring on it; one that
+        # drifted away from it goes back up first.
+        off = np.linalg.norm(env.ee_pose()[0][:2] - obj[:2])
+        if self.phase == "above" and off < CENTRE_TOL and env.ee_pose()[0][2] < gz + APPROACH_HEIGHT:
+            self.phase = "down"
+        elif self.phase == "down" and off > 2 * CENTRE_TOL:
+            self.phase = "above"
         plate = env.plate
         if self.phase == "above":
-            return self._leg(np.array([obj[0], obj[1], gz + 0.08]), 1.0, "down")
+            return self._leg(np.array([obj[0], obj[1], gz + APPROACH_HEIGHT]), 1.0, "down")
         if self.phase == "down":
             return self._leg(np.array([obj[0], obj[1], gz]), 1.0, "close")
         if self.phase == "close":
