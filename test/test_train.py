@@ -80,6 +80,17 @@ def test_train_resume_and_use(episodes_dir, tmp_path):
     assert chunk.actions.shape == (8, 7) and np.all(np.isfinite(chunk.actions))
 
 
+def test_shipped_training_configs_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "config"
+    one, two = TrainConfig.from_file(root / "train.yaml"), TrainConfig.from_file(root / "train_wrist.yaml")
+    assert (one.cameras, two.cameras) == (1, 2)
+    # the same model sizes: a one-camera checkpoint initialises the two-camera run
+    sizes = ("image_size", "patch_size", "vision_dim", "vision_layers", "llm_dim", "llm_layers", "llm_mlp")
+    assert [getattr(one, k) for k in sizes] == [getattr(two, k) for k in sizes]
+
+
 def test_bad_training_input(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "holds no episode bags" in capsys.readouterr().err
