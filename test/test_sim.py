@@ -236,6 +236,9 @@ def test_closed_loop_eval_table(tmp_path, capsys):
     assert set(none["success"]) == {"pick", "push", "place"} and none["speedup"] == 1.0
     assert fastv["tokens_kept"] == 32.0 and fastv["llm_flops_ratio"] < 1 and none["tick_ms"] > 0
     assert none["delta_vs_none"] == 0.0
+    for row in rep["rows"]:  # per-episode outcomes, one per episode, agreeing with the rates
+        assert all(len(row["outcomes"][f]) == 1 and set(row["outcomes"][f]) <= {0, 1} for f in row["success"])
+        assert all(row["success"][f] == 100.0 * row["outcomes"][f][0] for f in row["success"])
     assert rep["meta"]["replan_steps"] == 2 and rep["meta"]["gripper_threshold"] == 0.0  # the simulator's defaults
     assert md.read_text().startswith("| method | keep | pick | push | place | avg (± s.e.) | rel. | vs none")
     assert "| fastv | 50.0% |" in capsys.readouterr().out

@@ -154,6 +154,8 @@ def report(results: list[MethodResult], families: tuple[str, ...], meta: dict) -
             "llm_flops_ratio": round(float(np.mean(r.flops)), 3) if r.flops else None,
             "tokens_kept": round(float(np.mean(r.tokens)), 1) if r.tokens else None,
             "tick_ms": round(lat, 1), "speedup": round(ref_lat / lat, 2) if lat else None,
+            # per episode (1 = success), same order in every row: for paired comparisons between methods
+            "outcomes": {f: [int(x) for x in r.successes[f]] for f in families},
         })
     return {"meta": meta, "families": list(families), "rows": rows}
 
