@@ -82,8 +82,9 @@ class Expert:
         # same state gets the same label whoever put the hand there (DAgger, pushes): a hand below
         # the approach height and nearly over the object descends while centring on it; one that
         # drifted away from it goes back up first.
-        off = np.linalg.norm(env.ee_pose()[0][:2] - obj[:2])
-        if self.phase == "above" and off < CENTRE_TOL and env.ee_pose()[0][2] < gz + APPROACH_HEIGHT:
+        hand, _ = env.ee_pose()
+        off = np.linalg.norm(hand[:2] - obj[:2])
+        if self.phase == "above" and off < CENTRE_TOL and hand[2] < gz + APPROACH_HEIGHT:
             self.phase = "down"
         elif self.phase == "down" and off > 2 * CENTRE_TOL:
             self.phase = "above"

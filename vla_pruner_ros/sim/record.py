@@ -83,6 +83,7 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
     holds the expert's own actions, also under ``perturb`` or ``dagger`` (see ``expert.run_episode``)."""
     image_topic = "/camera/image/compressed" if compressed else "/camera/image"
     wrist_topic = "/camera/wrist/image/compressed" if compressed else "/camera/wrist/image"
+    encode = W.compressed_image if compressed else W.image
     info = {"episode": episode, "seed": seed, "task": task.family, "instruction": task.instruction,
             "held_out": task.held_out, "perturb": perturb, "policy": dagger.model if dagger else None,
             "beta": dagger.beta if dagger else None}
@@ -107,13 +108,10 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
 
         def on_step(obs, action, _success) -> None:
             t = T_START + steps[0] * env.dt
-            image = W.compressed_image(obs.image, t, frame_id="camera") if compressed else W.image(
-                obs.image, t, frame_id="camera")
-            w.write(image_topic, image, ns(t))
-            if obs.wrist is not None:
-                frame = W.compressed_image(obs.wrist, t, frame_id="wrist_camera") if compressed else W.image(
-                    obs.wrist, t, frame_id="wrist_camera")
-                w.write(wrist_topic, frame, ns(t))
+            cameras = ((image_topic, obs.image, "camera"), (wrist_topic, obs.wrist, "wrist_camera"))
+            for topic, frame, frame_id in cameras:
+                if frame is not None:
+                    w.write(topic, encode(frame, t, frame_id=frame_id), ns(t))
             w.write("/ee_pose", W.pose_stamped(obs.ee_position, obs.ee_orientation, t, FRAME), ns(t))
             w.write("/gripper", W.float64(obs.gripper), ns(t))
             # Privileged scene state for training's auxiliary loss: the target object and the plate.
