@@ -132,6 +132,36 @@ def test_expert_labels_the_approach_from_the_hand_state(env):
             assert hand[2] < gz + APPROACH_HEIGHT
 
 
+def test_expert_labels_the_transport_from_the_hand_state(env):
+    """A driving policy that brings the grasped object low over the plate, skipping the carry
+    height, gets "lower it while centring" (the old expert, still in its carry phase, said "rise to
+    the carry height"); held low away from the plate, the label lifts it straight up first."""
+    from vla_pruner_ros.sim.env import _half_height
+
+    task = Task("place", "green", "cube")
+    gz = max(0.026, _half_height("cube") + 0.006)
+    for over_plate in (True, False):
+        env.reset(11, task)
+        expert = Expert(env)
+        for _ in range(40):
+            if expert.phase == "carry":
+                break
+            env.step(expert.act())
+        assert expert.phase == "carry" and env.held(env.target.name)
+        offset = (0.01, -0.008) if over_plate else (0.09, 0.0)
+        goal = np.array([env.plate[0] + offset[0], env.plate[1] + offset[1], gz + 0.04])
+        for _ in range(10):
+            env.step(np.array([*(goal - env.target_pose()[0]), 0, 0, 0, 0.0]))
+        hand = env.ee_pose()[0]
+        assert np.linalg.norm(hand - goal) < 0.004 and env.held(env.target.name)
+        action = expert.act()
+        assert action[6] == 0.0  # keeps holding it
+        if over_plate:
+            assert action[2] < 0 and np.allclose(action[:2], env.plate - hand[:2], atol=0.003), action
+        else:
+            assert action[2] > 0.02 and np.linalg.norm(action[:2]) < 0.005, action
+
+
 def _set_object(env, name: str, xyz) -> None:
     import mujoco
 

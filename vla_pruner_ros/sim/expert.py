@@ -2,9 +2,10 @@
 
 Each call returns the 7-D delta action toward the current waypoint (at most 0.05 m a step). Phases
 advance when the gripper is within ``tol`` of the waypoint (or after a fixed number of steps for
-closing/opening); the grasp approach also follows the hand's state (a hand low and nearly over the
-object descends while centring; one that drifted off goes back up), so a state gets one label
-however the hand got there. Recovery: if the object is lost while carrying it, the expert goes back
+closing/opening); the grasp approach and the transport also follow the hand's state (a hand low and
+nearly over the object descends while centring, one that drifted off goes back up; a held object
+over the plate is lowered while centring, elsewhere lifted to the carry height first), so a state
+gets one label however the hand got there. Recovery: if the object is lost while carrying it, the expert goes back
 to re-grasping. Optional Gaussian action noise (``noise`` m) makes demonstrations less uniform.
 
 ``perturb`` (m) is DART-style execution noise: now and then (``PERTURB_RATE`` of the steps) the
@@ -25,6 +26,8 @@ from .tasks import DIRECTIONS
 MAX_STEP = 0.05
 APPROACH_HEIGHT = 0.08  # above the grasp height, where the hand lines up over the object
 CENTRE_TOL = 0.025  # m off the object (x-y) within which a low hand descends while centring
+CARRY_HEIGHT = 0.14  # hand height at which a grasped object is carried
+PLATE_TOL = 0.02  # m off the plate centre (x-y) within which a held object is lowered onto it
 
 
 class Expert:
@@ -76,19 +79,30 @@ class Expert:
     def _pick_place(self, obj: np.ndarray, place: bool) -> np.ndarray:
         env = self.env
         gz = self._grasp_z()
-        if self.phase in ("lift", "carry", "lower") and not env.held(env.target.name):
+        held = env.held(env.target.name)
+        if self.phase in ("lift", "carry", "lower") and not held:
             self.phase = "above"  # dropped it: grasp again
-        # The approach phase follows the hand's state, not only the waypoints reached, so that the
-        # same state gets the same label whoever put the hand there (DAgger, pushes): a hand below
+        elif self.phase in ("above", "down") and held:
+            self.phase = "close"  # someone else (a driving policy) closed the fingers on it
+        # Phases follow the hand's state, not only the waypoints reached, so that the same state
+        # gets the same label whoever put the hand there (DAgger, pushes). Approach: a hand below
         # the approach height and nearly over the object descends while centring on it; one that
-        # drifted away from it goes back up first.
+        # drifted away from it goes back up first. Transport: a held object over the plate is
+        # lowered while centring; elsewhere it is lifted straight up to the carry height, and
+        # carried from there.
         hand, _ = env.ee_pose()
+        plate = env.plate
         off = np.linalg.norm(hand[:2] - obj[:2])
         if self.phase == "above" and off < CENTRE_TOL and hand[2] < gz + APPROACH_HEIGHT:
             self.phase = "down"
         elif self.phase == "down" and off > 2 * CENTRE_TOL:
             self.phase = "above"
-        plate = env.plate
+        elif self.phase in ("lift", "carry", "lower") and place:
+            off_plate = np.linalg.norm(hand[:2] - plate)
+            if off_plate < PLATE_TOL or (self.phase == "lower" and off_plate < 2 * PLATE_TOL):
+                self.phase = "lower"
+            else:
+                self.phase = "carry" if hand[2] > CARRY_HEIGHT - 0.03 else "lift"
         if self.phase == "above":
             return self._leg(np.array([obj[0], obj[1], gz + APPROACH_HEIGHT]), 1.0, "down")
         if self.phase == "down":
@@ -96,9 +110,9 @@ class Expert:
         if self.phase == "close":
             return self._wait(3, 0.0, "lift")
         if self.phase == "lift":
-            return self._leg(np.array([obj[0], obj[1], 0.14]), 0.0, "carry" if place else None)
+            return self._leg(np.array([obj[0], obj[1], CARRY_HEIGHT]), 0.0, "carry" if place else None)
         if self.phase == "carry":
-            return self._leg(np.array([plate[0], plate[1], 0.14]), 0.0, "lower")
+            return self._leg(np.array([plate[0], plate[1], CARRY_HEIGHT]), 0.0, "lower")
         if self.phase == "lower":
             return self._leg(np.array([plate[0], plate[1], gz + 0.012]), 0.0, "release")
         if self.phase == "release":
