@@ -333,6 +333,35 @@ def test_eval_draws_kept_token_strips(tmp_path):
     assert first_fastv.mean() < 0.6 * first_none.mean()
 
 
+def test_eval_trace_records_every_step_with_the_simulator_state(tmp_path):
+    import csv
+
+    from vla_pruner_ros.sim.evaluate import TRACE_COLUMNS, choose_tasks
+
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", "tiny", "--methods", "none", "--episodes", "2", "--families", "pick,push",
+                 "--trace", str(tmp_path / "trace"), "--json", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "trace").iterdir()) == ["none_100.csv"]
+    with open(tmp_path / "trace" / "none_100.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == TRACE_COLUMNS
+    outcomes = json.loads(out.read_text())["rows"][0]["outcomes"]
+    env = TabletopEnv(control_hz=5.0)
+    for family in ("pick", "push"):
+        for i, task in enumerate(choose_tasks(family, "eval", 2, 0)):
+            ep = [r for r in rows if r["family"] == family and int(r["episode"]) == i]
+            assert [int(r["step"]) for r in ep] == list(range(len(ep))) and len(ep) > 1
+            obs = env.reset(int(ep[0]["seed"]), task)  # an independent reset with the trace's seed
+            hand = np.array([[float(r[f"hand_{a}"]) for a in "xyz"] for r in ep])
+            assert np.allclose(hand[0], obs.ee_position, atol=1e-4)
+            assert np.allclose([float(ep[0][f"object_{a}"]) for a in "xyz"], env.start[env.target.name], atol=1e-3)
+            assert np.allclose([float(ep[0]["plate_x"]), float(ep[0]["plate_y"])], env.plate, atol=1e-4)
+            action = np.array([[float(r[c]) for c in ("dx", "dy", "dz")] for r in ep])
+            assert np.abs(np.diff(hand, axis=0)[:5] - action[:5]).max() < 0.003  # the actions moved the hand
+            assert int(ep[-1]["success"]) == outcomes[family][i]
+    env.close()
+
+
 def test_paired_difference_against_hand_computed_values():
     from vla_pruner_ros.sim.evaluate import MethodResult, paired_difference
 

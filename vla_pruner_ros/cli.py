@@ -269,7 +269,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                    families=tuple(args.families), layer=args.layer,
                    params=_control_params(args),
                    progress=None if args.quiet else Progress("eval", "episodes"), strips=args.strips,
-                   strip_episodes=args.strip_episodes)
+                   strip_episodes=args.strip_episodes, trace=args.trace)
     print(markdown(rep))
     write(rep, args.json, args.md)
     return 0
@@ -493,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strips", default=None, metavar="DIR",
                    help="PNG strips of the first episodes per family: each planned frame with the kept tokens")
     p.add_argument("--strip-episodes", type=int, default=1, help="episodes per family drawn with --strips")
+    p.add_argument("--trace", default=None, metavar="DIR",
+                   help="per-step CSV per method and keep ratio: hand, named object, plate, action, success")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
 

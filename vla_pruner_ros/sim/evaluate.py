@@ -7,11 +7,15 @@ and replay use, on simulation time (a new chunk every ``control.replan_steps``, 
 of the papers' Table 1: success per task family and on average, success relative to the unpruned
 model, LLM FLOPs, median tick latency and speedup versus unpruned measured in this run. With
 ``strips``, the first episodes of each family are also drawn as PNG strips: the frame of each
-planned chunk with the tokens the method kept outlined and the pruned ones dimmed.
+planned chunk with the tokens the method kept outlined and the pruned ones dimmed. With ``trace``,
+every step of every episode goes to ``<method>_<keep>.csv`` (``TRACE_COLUMNS``): the hand, the
+named object and the plate from the simulator's privileged state next to the action executed, to
+see where and how an episode failed.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
@@ -59,14 +63,24 @@ def paired_difference(a: MethodResult, b: MethodResult) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
 
 
+TRACE_COLUMNS = ("family", "episode", "seed", "step", "hand_x", "hand_y", "hand_z", "object_x", "object_y",
+                 "object_z", "plate_x", "plate_y", "opening", "held", "planned", "dx", "dy", "dz", "droll",
+                 "dpitch", "dyaw", "gripper", "success")
+
+
 def run_episode(driver: PolicyDriver, env: TabletopEnv, task, seed: int, result: MethodResult,
-                frames: list | None = None) -> bool:
-    """One closed-loop episode; ``frames`` (if given) collects (frame, kept tokens of camera 0) per plan."""
+                frames: list | None = None, trace: list | None = None, episode: int = 0) -> bool:
+    """One closed-loop episode; ``frames`` (if given) collects (frame, kept tokens of camera 0) per plan,
+    ``trace`` a row of ``TRACE_COLUMNS`` per step (``success``: after that step)."""
     obs = env.reset(seed, task)
     driver.reset(task.instruction)
     done, success = False, False
     while not done:
         action, plan = driver.act(obs)
+        if trace is not None:
+            name = env.target.name
+            row = [task.family, episode, seed, env.steps, *obs.ee_position, *env.object_position(name),
+                   *env.plate, env.gripper_opening(), int(env.held(name)), int(plan is not None), *action]
         if plan is not None:
             s = plan.chunk.stats
             result.latency_ms.append(s.latency_ms["total"])
@@ -76,16 +90,18 @@ def run_episode(driver: PolicyDriver, env: TabletopEnv, task, seed: int, result:
                 kept = plan.chunk.kept_tokens
                 frames.append((obs.image, None if kept is None else kept[0]))
         obs, success, done = env.step(action)
+        if trace is not None:
+            trace.append([*row, int(success)])
     return bool(success)
 
 
 def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...], episodes: int, seed: int = 0,
              split: str = "eval", families: tuple[str, ...] = FAMILIES, params: dict | None = None,
              layer: int | None = None, progress=None, strips: str | Path | None = None,
-             strip_episodes: int = 1) -> dict:
+             strip_episodes: int = 1, trace: str | Path | None = None) -> dict:
     """``layer`` sets K for the methods that prune inside the LLM (those pruning before it keep K = 0).
     ``strips``: a folder for ``<family>_<episode>_<method>_<keep>.png`` of the first ``strip_episodes``
-    episodes of each family (see ``replay.plots.strip``)."""
+    episodes of each family (see ``replay.plots.strip``); ``trace``: a folder for the per-step CSVs."""
     base = sim_settings(model_path, params)
     model, tokenizer = load_settings_model(base)
     # Frames at the simulator camera's own size (as recorded and as sim_node publishes); the policy
@@ -105,11 +121,13 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
             policy = build_policy(dataclasses.replace(base, pruning=pruning), model, tokenizer)
             driver = PolicyDriver(policy, base)
             r = MethodResult(method, keep)
+            rows = [] if trace else None
             for f in families:
                 r.successes[f] = []
                 for i, task in enumerate(tasks[f]):
                     frames = [] if strips and i < strip_episodes else None
-                    r.successes[f].append(run_episode(driver, env, task, seed * 100_000 + 50_000 + i, r, frames))
+                    r.successes[f].append(run_episode(driver, env, task, seed * 100_000 + 50_000 + i, r, frames,
+                                                      rows, i))
                     if frames:
                         _write_strip(Path(strips) / f"{f}_{i:03d}_{method}_{round(100 * keep)}.png", frames,
                                      model.config.grid)
@@ -117,6 +135,8 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
                     if progress:
                         progress(done, total, time.time() - start)
             results.append(r)
+            if trace:
+                _write_trace(Path(trace) / f"{method}_{round(100 * keep)}.csv", rows)
     finally:
         env.close()
     return report(results, families, {"model": model_path, "episodes_per_family": episodes, "seed": seed,
@@ -125,6 +145,14 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
                                       "replan_steps": base.control.replan_steps,
                                       "gripper_threshold": base.control.gripper_threshold,
                                       "seconds": round(time.time() - start, 1)})
+
+
+def _write_trace(path: Path, rows: list) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(TRACE_COLUMNS)
+        w.writerows([[round(float(v), 5) if isinstance(v, (float, np.floating)) else v for v in row] for row in rows])
 
 
 def _write_strip(path: Path, frames: list, grid: int) -> None:
