@@ -362,6 +362,30 @@ def test_eval_trace_records_every_step_with_the_simulator_state(tmp_path):
     env.close()
 
 
+def test_pairwise_method_differences_against_hand_computed_values():
+    from vla_pruner_ros.sim.evaluate import markdown, pairwise
+
+    def row(method, keep, pick, push):
+        return {"method": method, "keep": keep, "outcomes": {"pick": pick, "push": push}}
+
+    rep = {"families": ["pick", "push"], "rows": [
+        row("none", 1.0, [1, 1, 1], [1, 1, 0]),
+        row("fastv", 0.25, [0, 1, 0], [0, 1, 0]), row("vla_pruner", 0.25, [1, 1, 0], [1, 1, 0]),
+        row("fastv", 0.5, [1, 1, 1], [1, 0, 0]), row("vla_pruner", 0.5, [1, 1, 1], [1, 0, 1])]}
+    pw = pairwise(rep)
+    assert list(pw) == ["0.5", "0.25"] and "none" not in pw["0.25"]
+    # keep 0.25, vla_pruner - fastv per episode: 1,0,0,1,0,0: mean 1/3, sample variance 4/15
+    delta, se = pw["0.25"]["vla_pruner"]["fastv"]
+    assert delta == 33.3 and se == round(100 * (4 / 15) ** 0.5 / 6 ** 0.5, 1) == 21.1
+    assert pw["0.25"]["fastv"]["vla_pruner"] == [-33.3, 21.1]
+    assert pw["0.5"]["vla_pruner"]["fastv"] == [16.7, 16.7]  # 0,0,0,0,0,1: 1/6, s.e. sqrt(1/6)/sqrt(6)
+    rep["rows"] = [dict(r, success={"pick": 0, "push": 0}, success_avg=0, stderr_avg=0, relative_success=0,
+                        delta_vs_none=0, delta_stderr=0, llm_flops_ratio=1, tokens_kept=1, tick_ms=1, speedup=1)
+                   for r in rep["rows"]]
+    rep["pairwise"] = pw
+    assert "| vla_pruner | +33.3 ± 21.1 |  |" in markdown(rep)
+
+
 def test_paired_difference_against_hand_computed_values():
     from vla_pruner_ros.sim.evaluate import MethodResult, paired_difference
 

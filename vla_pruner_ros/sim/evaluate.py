@@ -185,7 +185,27 @@ def report(results: list[MethodResult], families: tuple[str, ...], meta: dict) -
             # per episode (1 = success), same order in every row: for paired comparisons between methods
             "outcomes": {f: [int(x) for x in r.successes[f]] for f in families},
         })
-    return {"meta": meta, "families": list(families), "rows": rows}
+    rep = {"meta": meta, "families": list(families), "rows": rows}
+    rep["pairwise"] = pairwise(rep)
+    return rep
+
+
+def pairwise(rep: dict) -> dict:
+    """At each keep ratio below 1, every method against every other on the same episodes:
+    ``{keep: {a: {b: [points a - b, paired s.e.]}}}`` from the rows' per-episode outcomes."""
+    out: dict = {}
+    pruned = [r for r in rep["rows"] if r["keep"] < 1]
+    for keep in sorted({r["keep"] for r in pruned}, reverse=True):
+        rows = {r["method"]: np.array([v for f in rep["families"] for v in r["outcomes"][f]], float)
+                for r in pruned if r["keep"] == keep}
+        table = out.setdefault(str(keep), {})
+        for a, xa in rows.items():
+            for b, xb in rows.items():
+                if a != b:
+                    d = xa - xb
+                    se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+                    table.setdefault(a, {})[b] = [round(100 * float(d.mean()), 1), round(100 * float(se), 1)]
+    return out
 
 
 def markdown(rep: dict) -> str:
@@ -198,6 +218,13 @@ def markdown(rep: dict) -> str:
                      + f" | {r['success_avg']:.1f} ± {r['stderr_avg']:.1f} | {r['relative_success']} | "
                        f"{r['delta_vs_none']:+.1f} ± {r['delta_stderr']:.1f} | {r['llm_flops_ratio']} | "
                        f"{r['tokens_kept']} | {r['tick_ms']} | {r['speedup']}x |")
+    for keep, table in rep.get("pairwise", {}).items():
+        methods = list(table)
+        lines += ["", f"Keep {100 * float(keep):.1f}%: row minus column, points of success (± paired s.e.)", "",
+                  "| | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
+        for a in methods:
+            cells = ["" if a == b else f"{table[a][b][0]:+.1f} ± {table[a][b][1]:.1f}" for b in methods]
+            lines.append(f"| {a} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
