@@ -336,7 +336,8 @@ def test_eval_draws_kept_token_strips(tmp_path):
 def test_eval_trace_records_every_step_with_the_simulator_state(tmp_path):
     import csv
 
-    from vla_pruner_ros.sim.evaluate import TRACE_COLUMNS, choose_tasks
+    from vla_pruner_ros.sim.evaluate import choose_tasks
+    from vla_pruner_ros.sim.failures import TRACE_COLUMNS, read_trace
 
     out = tmp_path / "eval.json"
     assert main(["eval", "--model", "tiny", "--methods", "none", "--episodes", "2", "--families", "pick,push",
@@ -360,6 +361,9 @@ def test_eval_trace_records_every_step_with_the_simulator_state(tmp_path):
             assert np.abs(np.diff(hand, axis=0)[:5] - action[:5]).max() < 0.003  # the actions moved the hand
             assert int(ep[-1]["success"]) == outcomes[family][i]
     env.close()
+    ended = read_trace(tmp_path / "trace" / "none_100.csv")  # `vla-pruner failures` reads these
+    assert {f: [o == "success" for o in ended[f]] for f in ended} == {f: [bool(x) for x in v]
+                                                                       for f, v in outcomes.items()}
 
 
 def test_pairwise_method_differences_against_hand_computed_values():

@@ -275,6 +275,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_failures(args: argparse.Namespace) -> int:
+    from .sim.failures import markdown as failure_table
+    from .sim.failures import summarise
+
+    summary = summarise(args.trace_dir)
+    print(failure_table(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    return 0
+
+
 SAMPLE_EPISODE = Path(__file__).resolve().parent / "data" / "sample_episode"
 
 
@@ -497,6 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-step CSV per method and keep ratio: hand, named object, plate, action, success")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("failures", help="how the episodes of an eval --trace run ended, per method and family")
+    p.add_argument("trace_dir", metavar="DIR", help="the folder eval --trace wrote")
+    p.add_argument("--json", default=None, metavar="PATH")
+    p.set_defaults(func=cmd_failures)
 
     p = sub.add_parser("params", help="the node's parameters with defaults and descriptions; validate a YAML")
     p.add_argument("params_file", nargs="?", default=None, help="a ROS 2 parameter file to validate and show")

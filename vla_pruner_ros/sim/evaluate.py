@@ -8,7 +8,7 @@ of the papers' Table 1: success per task family and on average, success relative
 model, LLM FLOPs, median tick latency and speedup versus unpruned measured in this run. With
 ``strips``, the first episodes of each family are also drawn as PNG strips: the frame of each
 planned chunk with the tokens the method kept outlined and the pruned ones dimmed. With ``trace``,
-every step of every episode goes to ``<method>_<keep>.csv`` (``TRACE_COLUMNS``): the hand, the
+every step of every episode goes to ``<method>_<keep>.csv`` (``failures.TRACE_COLUMNS``): the hand, the
 named object and the plate from the simulator's privileged state next to the action executed, to
 see where and how an episode failed.
 """
@@ -29,6 +29,7 @@ from ..pruning import PRUNERS
 from ..settings import build_policy, load_settings_model
 from .driver import PolicyDriver, sim_settings
 from .env import TabletopEnv
+from .failures import TRACE_COLUMNS
 from .record import choose_tasks
 from .tasks import FAMILIES
 
@@ -61,11 +62,6 @@ def paired_difference(a: MethodResult, b: MethodResult) -> tuple[float, float]:
     if len(d) < 2:
         return float(d.mean()) if len(d) else float("nan"), float("nan")
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
-
-
-TRACE_COLUMNS = ("family", "episode", "seed", "step", "hand_x", "hand_y", "hand_z", "object_x", "object_y",
-                 "object_z", "plate_x", "plate_y", "opening", "held", "planned", "dx", "dy", "dz", "droll",
-                 "dpitch", "dyaw", "gripper", "success")
 
 
 def run_episode(driver: PolicyDriver, env: TabletopEnv, task, seed: int, result: MethodResult,
