@@ -112,22 +112,33 @@ def _selection(attention: np.ndarray, m: int = 64) -> SelectionInput:
     return SelectionInput(layout, emb, emb, torch.as_tensor(attention, dtype=torch.float32).unsqueeze(0))
 
 
-def test_hybrid_budget_follows_the_phase():
+def _hybrid_phase_run(**params) -> tuple[list[float], list[int], list[str]]:
+    """Five ticks: motion elsewhere, then on the attended block for three ticks, then elsewhere."""
     cfg = preset("tiny")  # 8 x 8 grid, 64 tokens, 4 layers
-    pruner = build_pruner("hybrid", keep_ratio=0.75, interaction_keep_ratio=0.25, layer=2, warmup=False,
-                          enter_ticks=2, exit_ticks=1)
+    pruner = build_pruner("hybrid", keep_ratio=0.75, layer=2, warmup=False, enter_ticks=2, exit_ticks=1, **params)
     state = pruner.new_state()
     region = np.zeros(64, np.float32)
     region[[18, 19, 26, 27]] = 1.0  # semantic attention and motion on the same 2 x 2 patch block
     elsewhere = np.zeros(64, np.float32)
     elsewhere[[60, 61, 62, 63]] = 1.0
-    ratios, kept = [], []
+    ratios, kept, phases = [], [], []
     for motion in (elsewhere, region, region, region, elsewhere):
         ctx = TickContext(cfg, state, None, 1.0, priors=[{"edge": np.linspace(0, 1, 64), "motion": motion}])
         kept.append(pruner._select_all(ctx, _selection(region)).shape[1])  # phase update, then selection
         ratios.append(ctx.keep_ratio)
+        phases.append(state.phase)
+    return ratios, kept, phases
+
+
+def test_hybrid_budget_follows_the_phase():
+    ratios, kept, phases = _hybrid_phase_run(interaction_keep_ratio=0.25)
+    assert phases == [APPROACH, APPROACH, INTERACTION, INTERACTION, APPROACH]
     assert ratios == [0.75, 0.75, 0.25, 0.25, 0.75]
     assert kept == [48, 48, 16, 16, 48]
+    # by default the interaction phase keeps the approach budget (halving it lost grasps in closed loop)
+    ratios, kept, phases = _hybrid_phase_run()
+    assert phases == [APPROACH, APPROACH, INTERACTION, INTERACTION, APPROACH]
+    assert ratios == [0.75] * 5 and kept == [48] * 5
 
 
 def test_vla_iap_protects_anchors_and_keeps_the_interaction_region():

@@ -366,6 +366,27 @@ def test_eval_trace_records_every_step_with_the_simulator_state(tmp_path):
                                                                        for f, v in outcomes.items()}
 
 
+def test_eval_set_passes_method_parameters_to_every_row(tmp_path, capsys):
+    def tokens(*extra):
+        out = tmp_path / "eval.json"
+        assert main(["eval", "--model", "tiny", "--methods", "vla_pruner", "--keep", "0.25", "--episodes", "1",
+                     "--families", "push", "--json", str(out), "--quiet", *extra]) == 0
+        rep = json.loads(out.read_text())
+        return rep["rows"][1]["tokens_kept"], rep["meta"]["params"]
+
+    warm, params = tokens()
+    cold, params_cold = tokens("--set", "pruning.vla_pruner.warmup=false")
+    grid = 64  # tiny: 8 x 8 patches, one camera
+    assert params == {} and params_cold == {"pruning.vla_pruner.warmup": False}
+    assert cold == 0.25 * grid < warm  # without the warm-up every tick is pruned
+    assert main(["eval", "--model", "tiny", "--set", "pruning.keep_ratio=0.5"]) == 2
+    assert "eval sets it per row; use --methods, --keep or --layer" in capsys.readouterr().err
+    assert main(["eval", "--model", "tiny", "--set", "window"]) == 2
+    assert "--set 'window': expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["eval", "--model", "tiny", "--episodes", "1", "--set", "pruning.vla_pruner.windw=2"]) == 2
+    assert "unknown parameter(s) ['pruning.vla_pruner.windw']" in capsys.readouterr().err
+
+
 def test_pairwise_method_differences_against_hand_computed_values():
     from vla_pruner_ros.sim.evaluate import markdown, pairwise
 

@@ -190,6 +190,27 @@ def _control_params(args: argparse.Namespace) -> dict:
     return out
 
 
+EVAL_ROW_PARAMS = ("pruning.method", "pruning.keep_ratio", "pruning.layer")  # set per row by eval
+
+
+def _set_params(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` node parameters (VALUE read as YAML: 0.125, null, true, [1, 2])."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. pruning.hybrid.interaction_keep_ratio=0.125")
+        if key.strip() in EVAL_ROW_PARAMS:
+            raise ValueError(f"--set {key.strip()}: eval sets it per row; use --methods, --keep or --layer")
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({err})") from None
+    return out
+
+
 def cmd_sim_record(args: argparse.Namespace) -> int:
     from .progress import Progress
 
@@ -267,7 +288,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"--strip-episodes {args.strip_episodes} must be >= 1")
     rep = evaluate(args.model, args.methods, args.keep, args.episodes, args.seed, args.split,
                    families=tuple(args.families), layer=args.layer,
-                   params=_control_params(args),
+                   params={**_control_params(args), **_set_params(args.set)},
                    progress=None if args.quiet else Progress("eval", "episodes"), strips=args.strips,
                    strip_episodes=args.strip_episodes, trace=args.trace)
     print(markdown(rep))
@@ -504,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strips", default=None, metavar="DIR",
                    help="PNG strips of the first episodes per family: each planned frame with the kept tokens")
     p.add_argument("--strip-episodes", type=int, default=1, help="episodes per family drawn with --strips")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a node parameter for every row, e.g. pruning.hybrid.interaction_keep_ratio=0.125 "
+                        "(vla-pruner params lists them); repeatable")
     p.add_argument("--trace", default=None, metavar="DIR",
                    help="per-step CSV per method and keep ratio: hand, named object, plate, action, success")
     p.add_argument("--quiet", action="store_true")

@@ -1,11 +1,13 @@
-"""``hybrid`` (ours): VLA-Pruner's selection with VLA-IAP's interaction phase setting the budget.
+"""``hybrid`` (ours): VLA-Pruner's selection with VLA-IAP's geometric anchors and interaction phase.
 
 Per tick: VLA-Pruner's candidates (top-M~ by prefill attention ∪ top-M~ by the decaying window of
 action attention) plus the top geometric anchors, reduced by greedy max-min diversity to M~. The
-keep ratio follows the interaction phase (from the IoU of the semantic and motion masks, with
-hysteresis): ``keep_ratio`` while approaching (conservative), ``interaction_keep_ratio`` once
-interaction is locked (aggressive). So ``keep_ratio`` is the most hybrid keeps after warm-up, and a
-comparison at the same nominal keep ratio never gives hybrid more tokens than the other methods.
+keep ratio can follow the interaction phase (from the IoU of the semantic and motion masks, with
+hysteresis): ``keep_ratio`` while approaching, ``interaction_keep_ratio`` once interaction is
+locked. By default the two are equal: VLA-IAP's aggressive interaction budget (half) cost grasps in
+closed loop (BENCHMARKS.md), so it is an option. With ``interaction_keep_ratio`` at most
+``keep_ratio``, a comparison at the same nominal keep ratio never gives hybrid more tokens than the
+other methods.
 
 Optional ``deadline_ms``: the ratio is capped so that the tick's predicted latency meets the
 deadline. The latency model is fitted online on the last ticks, ``latency = a + b * kept visual
@@ -32,7 +34,9 @@ from .vla_pruner import VLAPrunerConfig, VLAPrunerPruner
 class HybridConfig(VLAPrunerConfig, InteractionConfig):
     """Attributes (and those of ``VLAPrunerConfig`` and ``InteractionConfig``):
         keep_ratio: the ratio while approaching (the conservative phase).
-        interaction_keep_ratio: the ratio once interaction is locked; None = keep_ratio / 2.
+        interaction_keep_ratio: the ratio once interaction is locked; None = keep_ratio (no cut: in
+            closed loop, halving the budget there lost grasps, see BENCHMARKS.md); lower it for
+            VLA-IAP's aggressive interaction phase.
         anchor_ratio: share of each camera's tokens, strongest in edges, always among the candidates.
         deadline_ms: optional tick latency target; None = no deadline.
         min_keep_ratio: the lowest ratio the deadline may choose.
@@ -56,7 +60,7 @@ class HybridConfig(VLAPrunerConfig, InteractionConfig):
     def interaction_ratio(self) -> float:
         if self.interaction_keep_ratio is not None:
             return float(self.interaction_keep_ratio)
-        return float(self.keep_ratio) / 2.0
+        return float(self.keep_ratio)
 
 
 def deadline_ratio(history: list[tuple[int, float]], total_tokens: int, deadline_ms: float) -> float | None:

@@ -140,6 +140,7 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
                                       "layer": layer if layer is not None else model.config.prune_layer,
                                       "replan_steps": base.control.replan_steps,
                                       "gripper_threshold": base.control.gripper_threshold,
+                                      "params": dict(params or {}),
                                       "seconds": round(time.time() - start, 1)})
 
 
