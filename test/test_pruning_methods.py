@@ -97,7 +97,7 @@ def test_every_method_for_20_ticks(method, head, monkeypatch):
         expected = [budget(s.keep_ratio, 64)] * 2
         assert s.tokens_kept == expected, (tick, s.keep_ratio)
         if method != "none" and tick >= window:
-            assert s.keep_ratio == (0.125 if s.phase == "interaction" and method == "hybrid" else 0.25)
+            assert s.keep_ratio == 0.25  # hybrid too: its interaction budget is the same by default
         keep = keeps[-1]
         if keep is not None:
             idx = keep[0]
