@@ -200,12 +200,13 @@ def _set_params(items: list[str]) -> dict:
     out = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. pruning.hybrid.interaction_keep_ratio=0.125")
-        if key.strip() in EVAL_ROW_PARAMS:
-            raise ValueError(f"--set {key.strip()}: eval sets it per row; use --methods, --keep or --layer")
+        if key in EVAL_ROW_PARAMS:
+            raise ValueError(f"--set {key}: eval sets it per row; use --methods, --keep or --layer")
         try:
-            out[key.strip()] = yaml.safe_load(text)
+            out[key] = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise ValueError(f"--set {item!r}: the value is not valid YAML ({err})") from None
     return out

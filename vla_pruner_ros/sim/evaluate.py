@@ -58,7 +58,11 @@ class MethodResult:
 
 def paired_difference(a: MethodResult, b: MethodResult) -> tuple[float, float]:
     """Mean success difference a - b over the same seeded episodes and its standard error (paired)."""
-    d = a.outcomes() - b.outcomes()
+    return _paired(a.outcomes() - b.outcomes())
+
+
+def _paired(d: np.ndarray) -> tuple[float, float]:
+    """Mean of per-episode differences and its standard error (nan where undefined)."""
     if len(d) < 2:
         return float(d.mean()) if len(d) else float("nan"), float("nan")
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
@@ -199,9 +203,8 @@ def pairwise(rep: dict) -> dict:
         for a, xa in rows.items():
             for b, xb in rows.items():
                 if a != b:
-                    d = xa - xb
-                    se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
-                    table.setdefault(a, {})[b] = [round(100 * float(d.mean()), 1), round(100 * float(se), 1)]
+                    delta, se = _paired(xa - xb)
+                    table.setdefault(a, {})[b] = [round(100 * delta, 1), round(100 * se, 1)]
     return out
 
 
