@@ -1,4 +1,5 @@
-"""The ROS-free control core: latest frame only, time-indexed chunks, skipping, holding, resets."""
+"""The ROS-free control core: latest frame only, time-indexed chunks, skipping, holding, resets,
+episodes applied between plans, and one way to report planning failures."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import numpy as np
 import pytest
 from conftest import frames, tiny
 
-from vla_pruner_ros.control import ControlConfig, ControlCore
+from vla_pruner_ros.control import ControlCore, PlanErrors
+from vla_pruner_ros.errors import InputError, SettingsError
 from vla_pruner_ros.policy import PolicyConfig, VLAPolicy
 from vla_pruner_ros.pruning import build_pruner
 from vla_pruner_ros.safety import SafetyConfig, SafetyFilter
+from vla_pruner_ros.settings import ControlConfig
 
 
 def _core(method="none", replan=0, blend=0.0, gripper_threshold=0.0, **safety):
@@ -71,8 +74,12 @@ def test_replan_steps_and_stale_hold_and_reset():
     last = core.command(5.0)  # the image is 5 s old: hold the last command, no new step
     assert last.hold and last.index == 1
     assert core.replan_due(5.0)  # the plan's time is over: a fresh image gets a fresh plan
-    core.reset()
-    assert core.plan is None and core.policy.state.tick == 0
+    assert core.reset() == core.episode
+    # the plan goes at once; the temporal state is cleared by the planner, before the next plan
+    assert core.plan is None and core.policy.state.tick == 1
+    assert core.blocked(5.0) == "no image yet"  # the old episode's frames are gone
+    core.set_image(0, frames(1)[0], 5.0)
+    assert core.run_plan(5.0) is not None and core.policy.state.tick == 1
 
 
 def test_instruction_change_starts_an_episode():
@@ -83,8 +90,12 @@ def test_instruction_change_starts_an_episode():
         core.run_plan(float(t))
         core.command(float(t))
     assert core.policy.state.tick >= 1
-    assert core.set_instruction("push the blue block") and core.policy.state.tick == 0
-    assert not core.set_instruction("push the blue block")
+    episode = core.episode
+    assert core.set_instruction("push the blue block") and core.episode == episode + 1
+    assert not core.set_instruction("push the blue block") and core.episode == episode + 1
+    core.set_image(0, frames(1)[0], 5.0)
+    plan = core.run_plan(5.0)
+    assert plan.chunk.stats.tick == 0 and core.policy.state.tick == 1  # the new episode's first tick
 
 
 def test_blend_mixes_overlapping_steps():
@@ -107,7 +118,7 @@ def _request(core):
     from vla_pruner_ros.policy import Observation
 
     frame, stamp = core._frames[0]
-    return PlanRequest(Observation([frame], core.instruction, None, stamp), None)
+    return PlanRequest(Observation([frame], core.instruction, None, stamp), None, core.episode)
 
 
 def test_pose_feedback_gives_absolute_targets_within_the_workspace():
@@ -118,7 +129,7 @@ def test_pose_feedback_gives_absolute_targets_within_the_workspace():
     plan = core.run_plan(0.0)
     assert plan.positions.shape == (8, 3) and np.all(plan.positions[:, 0] <= 0.2)
     assert np.allclose(np.linalg.norm(plan.orientations, axis=1), 1.0)
-    with pytest.raises(ValueError, match="not finite"):
+    with pytest.raises(InputError, match="not finite"):
         core.set_pose(np.array([np.nan, 0, 0]), np.array([0, 0, 0, 1.0]), 0.0)
 
 
@@ -137,5 +148,54 @@ def test_gripper_threshold_makes_gripper_commands_binary():
     assert np.array_equal(plan.deltas[:, 6], want) and np.array_equal(plan.deltas[:, :6], raw.deltas[:, :6])
     assert binary.command(0.0).gripper in (0.0, 0.8)
     for bad in (1.0, -0.1, True):
-        with pytest.raises(ValueError, match="gripper_threshold"):
+        with pytest.raises(SettingsError, match="gripper_threshold"):
             ControlConfig(gripper_threshold=bad)
+
+
+def test_a_plan_finished_for_an_ended_episode_is_dropped():
+    core = _core("vla_pruner")
+    core.set_instruction("pick up the red cube")
+    core.set_image(0, frames(1)[0], 1.0)
+    request = core.plan_request(1.0)
+    core.reset(1.1)  # arrives while the plan is being computed
+    outcome = core.try_plan(request, lambda: 1.2)
+    assert outcome.stale and outcome.plan is None and core.plan is None
+    assert core.counters.stale_plans == 1 and core.counters.chunks == 0
+    assert not core.set_image(0, frames(1)[0], 1.05)  # taken before the reset: refused, counted
+    assert core.counters.frames_before_reset == 1 and core.blocked(1.2) == "no image yet"
+    assert core.set_image(0, frames(1)[0], 1.15)
+    plan = core.run_plan(1.2)
+    assert plan.episode == core.episode and plan.chunk.stats.tick == 0  # a fresh temporal state
+
+
+def test_gaps_in_a_cameras_stamps_count_as_missed_frames():
+    core = _core()
+    stamps = [0.1 * i for i in range(10)] + [1.3, 1.4, 1.5]  # 1.0, 1.1 and 1.2 never arrived
+    for t in stamps:
+        core.set_image(0, frames(1)[0], t)
+    assert core.counters.frames_missed[0] == 3 and core.counters.as_dict()["frames_missed"] == 3
+
+
+def test_planning_failures_are_reported_alike_with_a_traceback_for_bugs():
+    logged = []
+    core = _core()
+    core.errors = PlanErrors(logged.append, throttle_s=60.0)
+    core.set_instruction("pick up the red cube")
+
+    def fail(err):
+        def step(_obs):
+            raise err
+        return step
+
+    for err in (InputError("proprio contains NaN"), InputError("proprio contains NaN"), ZeroDivisionError("x")):
+        core.policy.step = fail(err)
+        core.set_image(0, frames(1)[0], 0.0)
+        assert core.run_plan(0.0) is None
+    assert core.counters.plan_errors == 3 and core.errors.by_kind == {"InputError": 2, "ZeroDivisionError": 1}
+    assert logged[0] == "no chunk from this frame: proprio contains NaN"  # a package error: one line
+    assert len(logged) == 2  # the second InputError is throttled
+    assert "Traceback" in logged[1] and "ZeroDivisionError: x" in logged[1]  # a bug keeps its traceback
+    assert core.errors.active
+    del core.policy.step  # the real step again
+    core.set_image(0, frames(1)[0], 0.0)
+    assert core.run_plan(0.0) is not None and not core.errors.active

@@ -61,7 +61,8 @@ def test_demo_replays_the_shipped_episode(tmp_path, capsys):
 
 
 def test_model_prune_layer_applies_when_the_layer_is_left_unset():
-    from vla_pruner_ros.settings import build_policy, load_settings_model, settings_from_flat
+    from vla_pruner_ros.factory import build_policy, load_settings_model
+    from vla_pruner_ros.settings import settings_from_flat
 
     model, tok = load_settings_model(NodeSettings())
     layer = {}

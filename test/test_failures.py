@@ -8,6 +8,7 @@ import json
 import pytest
 
 from vla_pruner_ros.cli import main
+from vla_pruner_ros.errors import SettingsError
 from vla_pruner_ros.sim.failures import TRACE_COLUMNS, outcome, read_trace
 
 
@@ -31,7 +32,7 @@ def test_each_outcome_from_hand_built_episodes():
     pushed = [step(obj=(0.5, 0.0)), step(obj=(0.51, 0.01))]  # 1.4 cm
     assert outcome("push", pushed) == "not moved"
     assert outcome("push", pushed + [step(obj=(0.5, 0.05))]) == "off target"
-    with pytest.raises(ValueError, match="family 'stack'"):
+    with pytest.raises(SettingsError, match="family 'stack'"):
         outcome("stack", far)
 
 

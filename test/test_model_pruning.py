@@ -8,6 +8,7 @@ import torch
 from conftest import tiny
 from reference_llama import ReferenceLlama, allowed_mask
 
+from vla_pruner_ros.errors import SettingsError
 from vla_pruner_ros.model.modeling import PruneSpec
 from vla_pruner_ros.model.tokenizer import encode_prompt
 from vla_pruner_ros.pruning import TemporalState, build_pruner
@@ -167,7 +168,7 @@ def test_action_attention_matches_reference(head):
 def test_prune_layer_out_of_range_is_rejected():
     model, tok = tiny("tokens")
     px, ids, _ = _inputs(model, tok)
-    with pytest.raises(ValueError, match="prune layer K=9"):
+    with pytest.raises(SettingsError, match="prune layer K=9"):
         model.predict(px, ids, None, PruneSpec(9, _all_tokens))
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import frames, tiny
 
+from vla_pruner_ros.errors import InputError, SettingsError
 from vla_pruner_ros.model import build_preset
 from vla_pruner_ros.policy import NonFiniteActionError, Observation, PolicyConfig, VLAPolicy
 from vla_pruner_ros.pruning import build_pruner
@@ -72,17 +73,17 @@ def test_random_pruner_episode_is_reproducible_after_reset():
     (Observation([np.zeros((56, 56, 3), np.uint8)], "go", stamp=float("nan")), "stamp"),
 ])
 def test_bad_observations_name_the_field(obs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InputError, match=match):
         _policy("chunk").step(obs)
 
 
 def test_bad_proprio():
     policy = _policy("chunk", proprio=4)
-    with pytest.raises(ValueError, match="proprio is missing"):
+    with pytest.raises(InputError, match="proprio is missing"):
         policy.step(Observation(frames(1), "go"))
-    with pytest.raises(ValueError, match=r"proprio has shape \(3,\); expected \(4,\)"):
+    with pytest.raises(InputError, match=r"proprio has shape \(3,\); expected \(4,\)"):
         policy.step(Observation(frames(1), "go", np.zeros(3)))
-    with pytest.raises(ValueError, match="proprio contains NaN"):
+    with pytest.raises(InputError, match="proprio contains NaN"):
         policy.step(Observation(frames(1), "go", np.array([0, np.nan, 0, 0])))
 
 
@@ -97,9 +98,9 @@ def test_nan_output_never_becomes_an_action():
 
 def test_config_errors():
     model, tok = tiny("chunk")
-    with pytest.raises(ValueError, match="action_names has 2 names"):
+    with pytest.raises(SettingsError, match="action_names has 2 names"):
         VLAPolicy(model, tok, config=PolicyConfig(action_names=("a", "b")))
-    with pytest.raises(ValueError, match="dt=0"):
+    with pytest.raises(SettingsError, match="dt=0"):
         PolicyConfig(dt=0)
-    with pytest.raises(ValueError, match="below the model's 4 decoder layers"):
+    with pytest.raises(SettingsError, match="below the model's 4 decoder layers"):
         VLAPolicy(model, tok, build_pruner("fastv", keep_ratio=0.5, layer=4))

@@ -14,9 +14,10 @@ from ros_harness import Harness, compressed_msg, image_msg, wait_for  # noqa: E4
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
+from vla_pruner_ros.factory import build_policy  # noqa: E402
 from vla_pruner_ros.policy import Observation  # noqa: E402
 from vla_pruner_ros.safety import SafetyFilter  # noqa: E402
-from vla_pruner_ros.settings import build_policy, settings_from_flat  # noqa: E402
+from vla_pruner_ros.settings import settings_from_flat  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -115,13 +116,20 @@ def test_reset_clears_the_temporal_state(harness_factory):
     video = frames(30)
     h.publish_frames(lambda n: image_msg(video[n % 30], stamp=h.now()), 2.0, 20)
     diag = h.latest_diag()
-    assert int(diag["tick"]) >= 3 and int(diag["window_fill"]) == 3 and diag["episode"] == "1"
+    episode = int(diag["episode"])
+    assert int(diag["tick"]) >= 3 and int(diag["window_fill"]) == 3
     result = h.call(h.reset_client, Trigger.Request())
-    assert result.success and "episode 2" in result.message
+    assert result.success and f"episode {episode + 1}" in result.message
+    assert h.node.core.plan is None  # the plan goes at once; the temporal state before the next plan
     diag = h.latest_diag()
-    assert diag["episode"] == "2" and int(diag["tick"]) <= 1 and int(diag["window_fill"]) <= 1
+    assert diag["episode"] == str(episode + 1) and diag["_message"] == "waiting: no image yet"
+    n = len(h.chunks)
+    h.publish_frames(lambda n: image_msg(video[n % 30], stamp=h.now()), 0.25, 20)
+    assert wait_for(lambda: len(h.chunks) > n)
+    time.sleep(0.5)  # the last plan published
+    assert h.node.policy.state.tick == len(h.chunks) - n  # counted from 0 again at the reset
     h.instruction_pub.publish(String(data="push the blue block"))
-    assert wait_for(lambda: h.node.core.episode == 3)
+    assert wait_for(lambda: h.node.core.episode == episode + 2)
 
 
 def test_stale_camera_stops_output_and_resumes(harness_factory):
@@ -281,9 +289,9 @@ def test_bag_player_drives_the_live_node_like_offline_replay(harness_factory, tm
 
     from test_replay import make_bag
 
+    from vla_pruner_ros.factory import load_settings_model
     from vla_pruner_ros.replay.bag import IMAGE_TYPES, STRING_TYPE, Bag
     from vla_pruner_ros.replay.replayer import ReplayInput, replay_method
-    from vla_pruner_ros.settings import load_settings_model
 
     bag = make_bag(tmp_path / "bag", n=20)
     params = {"control.rate_hz": 10.0, "control.replan_steps": 1, "pruning.method": "vla_pruner",
@@ -294,7 +302,7 @@ def test_bag_player_drives_the_live_node_like_offline_replay(harness_factory, tm
                             capture_output=True, text=True, timeout=120)
     assert player.returncode == 0, player.stderr
     assert "published 21 message(s)" in player.stdout
-    assert wait_for(lambda: len(h.chunks) >= 20, timeout=10)
+    assert wait_for(lambda: len(h.chunks) >= 20, timeout=10), (len(h.chunks), h.node.diagnostics())
 
     settings = settings_from_flat({"model.path": "tiny", **params})
     model, tokenizer = load_settings_model(settings)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from vla_pruner_ros.errors import SettingsError
 from vla_pruner_ros.safety import (
     SafetyConfig,
     SafetyFilter,
@@ -62,5 +63,5 @@ def test_rotation_conversions_round_trip():
     ({"image_timeout_s": float("inf")}, "image_timeout_s"),
 ])
 def test_bad_safety_config(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(SettingsError, match=match):
         SafetyConfig(**kwargs)

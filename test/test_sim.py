@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("mujoco", reason="the 'sim' extra (mujoco) is not installed")
 
 from vla_pruner_ros.cli import main
+from vla_pruner_ros.errors import SettingsError
 from vla_pruner_ros.replay.bag import Bag
 from vla_pruner_ros.sim.env import TabletopEnv
 from vla_pruner_ros.sim.expert import Expert, run_episode
@@ -67,7 +68,7 @@ def test_hand_start_is_seeded_in_its_box_and_spread_zero_is_home(env):
             assert np.allclose(pos, home_objects[name], atol=1e-6)
     finally:
         home.close()
-    with pytest.raises(ValueError, match="start_spread=-1"):
+    with pytest.raises(SettingsError, match="start_spread=-1"):
         TabletopEnv(start_spread=-1)
 
 
@@ -100,7 +101,7 @@ def test_perturbed_episodes_execute_pushes_but_report_the_expert_action(env):
     # what on_step saw are the expert's own actions: within its step limit, no push added
     assert np.linalg.norm(actions[:, :3], axis=1).max() <= 0.05 + 1e-6
     assert len(actions) != len(clean_actions) or not np.allclose(actions, clean_actions)  # it corrected
-    with pytest.raises(ValueError, match="perturb=-0.01"):
+    with pytest.raises(SettingsError, match="perturb=-0.01"):
         run_episode(env, Task("pick", "red", "cube"), 5, perturb=-0.01)
 
 
@@ -202,7 +203,7 @@ def test_tasks_and_held_out_split():
     assert len(train) + len(held) == len(all_tasks())
     assert {(t.family, t.color, t.shape) for t in held} == HELD_OUT
     assert Task("push", "red", "cube", "left").instruction == "push the red cube to the left"
-    with pytest.raises(ValueError, match="task family 'fly' is unknown"):
+    with pytest.raises(SettingsError, match="task family 'fly' is unknown"):
         all_tasks("fly")
 
 

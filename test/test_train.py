@@ -80,6 +80,34 @@ def test_train_resume_and_use(episodes_dir, tmp_path):
     assert chunk.actions.shape == (8, 7) and np.all(np.isfinite(chunk.actions))
 
 
+class _Exploit:
+    """Unpickling this runs a command: what an unrestricted ``torch.load`` would execute."""
+
+    def __reduce__(self):
+        import os
+
+        return os.system, ("touch pwned_by_trainer_state",)
+
+
+def test_a_crafted_trainer_state_is_refused(episodes_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(json.dumps({**SMALL, "steps": 2}))
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(episodes_dir), "--config", str(cfg), "--out", str(out)]) == 0
+    import torch
+
+    state = torch.load(out / "trainer_state.pt", weights_only=True)  # what train writes is plain data
+    state["step"] = _Exploit()
+    torch.save(state, out / "trainer_state.pt")
+    assert main(["train", "--data", str(episodes_dir), "--config", str(cfg), "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "holds more than tensors and plain data, so it is refused" in err and "Traceback" not in err
+    assert main(["probe", "--run", str(out), "--data", str(episodes_dir)]) == 2
+    assert "refused" in capsys.readouterr().err
+    assert not (tmp_path / "pwned_by_trainer_state").exists()
+
+
 def test_shipped_training_configs_are_valid():
     from pathlib import Path
 

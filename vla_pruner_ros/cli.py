@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import SettingsError, VLAPrunerError
+
 
 def _floats(text: str) -> tuple[float, ...]:
     try:
@@ -93,7 +95,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UnknownPrunerError(f"unknown method(s) {bad}; valid methods: {sorted(PRUNERS)}")
     for keep in args.keep:
         if not 0 < keep <= 1:
-            raise ValueError(f"--keep {keep} must be in (0, 1]")
+            raise SettingsError(f"--keep {keep} must be in (0, 1]")
     records, meta = run_bench(args.model, args.head, args.methods, args.keep, args.ticks, args.warmup, args.layer,
                               args.device, args.dtype, args.cameras, args.threads, args.seed,
                               progress=None if args.quiet else progress_printer("bench"))
@@ -107,9 +109,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_params(args: argparse.Namespace) -> int:
     from .settings import flat_defaults, load_param_file, settings_from_flat
 
-    values = load_param_file(args.params_file) if args.params_file else {}
+    values = load_param_file(args.params_file) if args.params_file else {}  # rcl's rules, named fixes
     if args.params_file:
-        settings_from_flat(values)  # validates the file; errors name the parameter
+        settings_from_flat(values)  # validates the values; errors name the parameter
+        rcl = _rcl_opinion(args.params_file)
     for name, (default, description) in flat_defaults().items():
         if args.grep and args.grep not in name:
             continue
@@ -117,8 +120,20 @@ def cmd_params(args: argparse.Namespace) -> int:
         mark = "*" if name in values else " "
         print(f"{mark} {name} = {value!r}\n      {description}")
     if args.params_file:
-        print(f"\n{args.params_file}: valid ({len(values)} parameters set, marked *)")
+        print(f"\n{args.params_file}: valid ({len(values)} parameters set, marked *); {rcl}")
     return 0
+
+
+def _rcl_opinion(path: str) -> str:
+    """What rcl's own parser says of a parameter file (when rclpy is installed)."""
+    try:
+        from .ros.spin import rcl_refusal
+    except ImportError:
+        return "rcl's own parser not checked (rclpy is not installed)"
+    refusal = rcl_refusal(["--ros-args", "--params-file", path])
+    if refusal:
+        raise SettingsError(f"{path}: rcl refuses it: {refusal}")
+    return "rcl's own parser accepts it"
 
 
 def _ros_module(name: str, command: str):
@@ -128,7 +143,7 @@ def _ros_module(name: str, command: str):
     try:
         return importlib.import_module(name, __package__)
     except ImportError as err:
-        raise ValueError(f"{command} needs rclpy (the 'ros' extra, or a sourced ROS 2 Jazzy): {err}") from None
+        raise SettingsError(f"{command} needs rclpy (the 'ros' extra, or a sourced ROS 2 Jazzy): {err}") from None
 
 
 def cmd_bench_node(args: argparse.Namespace) -> int:
@@ -173,13 +188,13 @@ def _sim():
     try:
         from .sim import record
     except ImportError as err:
-        raise ValueError(f"the simulator needs MuJoCo (the 'sim' extra: pip install '.[sim]'): {err}") from None
+        raise SettingsError(f"the simulator needs MuJoCo (the 'sim' extra: pip install '.[sim]'): {err}") from None
     return record
 
 
 def _check_replan(steps: int | None) -> None:
     if steps is not None and steps < 0:
-        raise ValueError(f"--replan-steps {steps} must be >= 0 (0 = the chunk length)")
+        raise SettingsError(f"--replan-steps {steps} must be >= 0 (0 = the chunk length)")
 
 
 def _control_params(args: argparse.Namespace) -> dict:
@@ -202,13 +217,13 @@ def _set_params(items: list[str]) -> dict:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. pruning.hybrid.interaction_keep_ratio=0.125")
+            raise SettingsError(f"--set {item!r}: expected KEY=VALUE, e.g. pruning.hybrid.interaction_keep_ratio=0.125")
         if key in EVAL_ROW_PARAMS:
-            raise ValueError(f"--set {key}: eval sets it per row; use --methods, --keep or --layer")
+            raise SettingsError(f"--set {key}: eval sets it per row; use --methods, --keep or --layer")
         try:
             out[key] = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ValueError(f"--set {item!r}: the value is not valid YAML ({err})") from None
+            raise SettingsError(f"--set {item!r}: the value is not valid YAML ({err})") from None
     return out
 
 
@@ -217,9 +232,9 @@ def cmd_sim_record(args: argparse.Namespace) -> int:
 
     record = _sim()
     if args.episodes < 1:
-        raise ValueError(f"--episodes {args.episodes} must be >= 1")
+        raise SettingsError(f"--episodes {args.episodes} must be >= 1")
     if args.policy is None and (args.beta or args.replan_steps is not None):
-        raise ValueError("--beta and --replan-steps set how a learned policy drives; they need --policy MODEL")
+        raise SettingsError("--beta and --replan-steps set how a learned policy drives; they need --policy MODEL")
     _check_replan(args.replan_steps)
     summary = record.record(args.out, args.task, args.episodes, args.split, args.seed, args.compressed, args.noise,
                             args.image_size, progress=None if args.quiet else Progress("record", "episodes"),
@@ -249,7 +264,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig.from_file(args.config, steps=args.steps, batch_size=args.batch_size, seed=args.seed, lr=args.lr)
     if args.init and args.resume:
-        raise ValueError("--init and --resume exclude each other: --resume continues OUT's own run")
+        raise SettingsError("--init and --resume exclude each other: --resume continues OUT's own run")
     summary = train(args.data, args.out, cfg, resume=args.resume, init=args.init)
     print(json.dumps(summary, indent=2))
     return 0
@@ -274,19 +289,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .sim.evaluate import evaluate, markdown, write
 
     if args.episodes < 1:
-        raise ValueError(f"--episodes {args.episodes} must be >= 1")
+        raise SettingsError(f"--episodes {args.episodes} must be >= 1")
     from .sim.tasks import FAMILIES
 
     unknown = sorted(set(args.families) - set(FAMILIES))
     if unknown:
-        raise ValueError(f"--families {','.join(unknown)}: unknown; expected some of {','.join(FAMILIES)}")
+        raise SettingsError(f"--families {','.join(unknown)}: unknown; expected some of {','.join(FAMILIES)}")
     if args.model is None:
         from .model import EMBEDDED, embedded_available
 
         args.model = EMBEDDED if embedded_available() else "small"
     _check_replan(args.replan_steps)
     if args.strip_episodes < 1:
-        raise ValueError(f"--strip-episodes {args.strip_episodes} must be >= 1")
+        raise SettingsError(f"--strip-episodes {args.strip_episodes} must be >= 1")
     rep = evaluate(args.model, args.methods, args.keep, args.episodes, args.seed, args.split,
                    families=tuple(args.families), layer=args.layer,
                    params={**_control_params(args), **_set_params(args.set)},
@@ -581,21 +596,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    from .model.errors import ModelError
-    from .pruning.errors import PrunerError
-
-    errors: tuple[type[BaseException], ...] = (ModelError, PrunerError, ValueError, FileNotFoundError,
-                                               NotADirectoryError, FileExistsError)
-    if args.command in ("replay", "play", "train", "probe"):
-        from .replay.bag import BagError
-        from .replay.replayer import ReplayError
-
-        errors = (*errors, BagError, ReplayError)
-    if args.command in ("train", "probe"):
-        from .train.trainer import TrainError
-
-        errors = (*errors, TrainError)
-
+    # The package's own errors and a path that does not exist are the user's to fix: one line. Any
+    # other exception is a bug and keeps its traceback.
+    errors = (VLAPrunerError, FileNotFoundError, NotADirectoryError, FileExistsError)
     try:
         return args.func(args)
     except errors as err:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .errors import InputError
+
 # encoding -> (channels in the data, indices of R, G, B among them)
 ENCODINGS = {
     "rgb8": (3, (0, 1, 2)),
@@ -16,7 +18,7 @@ ENCODINGS = {
 }
 
 
-class MessageError(ValueError):
+class MessageError(InputError):
     """A message that cannot be used; the node logs it, counts it and drops it."""
 
     def __init__(self, reason: str, detail: str) -> None:

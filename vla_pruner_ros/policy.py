@@ -16,18 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import InputError, NonFiniteActionError, SettingsError
 from .model.actions import ActionNormalizer, normalize_bounds
 from .model.flops import llm_flops
 from .model.modeling import VLAModel
 from .model.tokenizer import encode_prompt
 from .model.vision import preprocess_images
 from .pruning import Pruner, build_pruner
-
-DEFAULT_ACTION_NAMES = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
-
-
-class NonFiniteActionError(RuntimeError):
-    """The model produced NaN or inf; nothing may be executed from this tick."""
+from .settings import DEFAULT_ACTION_NAMES
 
 
 @dataclass
@@ -88,7 +84,7 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.dt, (int, float)) and self.dt > 0 and math.isfinite(self.dt)):
-            raise ValueError(f"dt={self.dt!r} must be a positive number of seconds")
+            raise SettingsError(f"dt={self.dt!r} must be a positive number of seconds")
 
 
 class VLAPolicy:
@@ -102,7 +98,7 @@ class VLAPolicy:
         self.config = config or PolicyConfig()
         mcfg = model.config
         if len(self.config.action_names) != mcfg.action_dim:
-            raise ValueError(f"action_names has {len(self.config.action_names)} names "
+            raise SettingsError(f"action_names has {len(self.config.action_names)} names "
                              f"{list(self.config.action_names)}; "
                              f"the model has action_dim={mcfg.action_dim}")
         self.normalizer = ActionNormalizer(mcfg.norm_stats, self.config.unnorm_key, mcfg.action_dim)
@@ -140,29 +136,29 @@ class VLAPolicy:
     def _validate(self, obs: Observation) -> None:
         cams = self.model.config.num_cameras
         if len(obs.images) != cams:
-            raise ValueError(f"observation has {len(obs.images)} image(s); the model expects {cams} camera(s)")
+            raise InputError(f"observation has {len(obs.images)} image(s); the model expects {cams} camera(s)")
         for i, image in enumerate(obs.images):
             if not isinstance(image, np.ndarray):
-                raise ValueError(f"images[{i}] is a {type(image).__name__}; expected a numpy array (H, W, 3)")
+                raise InputError(f"images[{i}] is a {type(image).__name__}; expected a numpy array (H, W, 3)")
             if image.dtype != np.uint8:
-                raise ValueError(f"images[{i}] has dtype {image.dtype}; expected uint8 RGB")
+                raise InputError(f"images[{i}] has dtype {image.dtype}; expected uint8 RGB")
             if image.ndim != 3 or image.shape[2] != 3:
-                raise ValueError(f"images[{i}] has shape {image.shape}; expected (H, W, 3) with 3 RGB channels")
+                raise InputError(f"images[{i}] has shape {image.shape}; expected (H, W, 3) with 3 RGB channels")
             if image.shape[0] < 1 or image.shape[1] < 1:
-                raise ValueError(f"images[{i}] is empty (shape {image.shape})")
+                raise InputError(f"images[{i}] is empty (shape {image.shape})")
         if not isinstance(obs.instruction, str) or not obs.instruction.strip():
-            raise ValueError(f"instruction={obs.instruction!r} must be a non-empty string")
+            raise InputError(f"instruction={obs.instruction!r} must be a non-empty string")
         pdim = self.model.config.proprio_dim
         if pdim:
             if obs.proprio is None:
-                raise ValueError(f"proprio is missing; the model expects {pdim} values")
+                raise InputError(f"proprio is missing; the model expects {pdim} values")
             p = np.asarray(obs.proprio, dtype=np.float64)
             if p.shape != (pdim,):
-                raise ValueError(f"proprio has shape {p.shape}; expected ({pdim},)")
+                raise InputError(f"proprio has shape {p.shape}; expected ({pdim},)")
             if not np.all(np.isfinite(p)):
-                raise ValueError(f"proprio contains NaN or inf: {p.tolist()}")
+                raise InputError(f"proprio contains NaN or inf: {p.tolist()}")
         if not math.isfinite(float(obs.stamp)):
-            raise ValueError(f"stamp={obs.stamp!r} must be finite")
+            raise InputError(f"stamp={obs.stamp!r} must be finite")
 
     def _set_instruction(self, instruction: str) -> None:
         instruction = instruction.strip()
@@ -183,7 +179,7 @@ class VLAPolicy:
 
     @torch.inference_mode()
     def step(self, obs: Observation) -> ActionChunk:
-        """Run one tick. Raises ValueError on bad input, NonFiniteActionError on a NaN/inf output."""
+        """Run one tick. Raises InputError on bad input, NonFiniteActionError on a NaN/inf output."""
         t_start = time.perf_counter()
         self._validate(obs)
         self._set_instruction(obs.instruction)

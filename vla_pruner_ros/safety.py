@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-class UnsafeActionError(ValueError):
-    """An action chunk that must not be executed (NaN/inf, wrong shape)."""
+from .errors import SettingsError, UnsafeActionError
 
 
 @dataclass(frozen=True)
@@ -44,12 +42,12 @@ class SafetyConfig:
         for name in ("max_translation_step", "max_rotation_step", "image_timeout_s", "pose_timeout_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
-                raise ValueError(f"safety.{name}={value!r} must be a positive finite number")
+                raise SettingsError(f"safety.{name}={value!r} must be a positive finite number")
         if not self.gripper_min < self.gripper_max:
-            raise ValueError(f"safety.gripper_min={self.gripper_min} must be below gripper_max={self.gripper_max}")
+            raise SettingsError(f"safety.gripper_min={self.gripper_min} must be below gripper_max={self.gripper_max}")
         if len(self.workspace_min) != 3 or len(self.workspace_max) != 3 or not all(
                 lo < hi for lo, hi in zip(self.workspace_min, self.workspace_max, strict=True)):
-            raise ValueError(f"safety.workspace_min={list(self.workspace_min)} must be below workspace_max="
+            raise SettingsError(f"safety.workspace_min={list(self.workspace_min)} must be below workspace_max="
                              f"{list(self.workspace_max)} on each of x, y, z")
 
 

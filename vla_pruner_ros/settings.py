@@ -2,7 +2,9 @@
 
 Parameter names are dotted paths of this tree (``pruning.keep_ratio``, ``safety.image_timeout_s``,
 ``pruning.vla_pruner.window``), so ``config/<robot>.yaml`` (a ROS 2 parameter file), ``--ros-args
--p name:=value`` and ``vla-pruner replay --params`` all mean the same thing. No ROS import here.
+-p name:=value`` and ``vla-pruner replay --params`` all mean the same thing. This module is the
+schema only: no ROS, no torch (launch files and ``vla-pruner params`` read it); ``factory.py``
+builds models and policies from it.
 """
 
 from __future__ import annotations
@@ -13,20 +15,52 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .control import ControlConfig
-from .policy import DEFAULT_ACTION_NAMES, PolicyConfig, VLAPolicy
-from .pruning import PRUNERS, Pruner, build_pruner
+from .errors import SettingsError
+from .pruning import METHOD_CONFIGS, PrunerConfig, PrunerError, method_config
 from .safety import SafetyConfig
-from .yaml_file import load_yaml
 
 DEFAULT_MODEL = "embedded"  # the simulator-trained model shipped in the package (vla_pruner_ros/models/sim_tabletop)
+DEFAULT_ACTION_NAMES = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 # How the simulated arm is driven (eval, DAgger recording, sim.launch.py): 5 Hz, and a new chunk
 # every 2 executed steps, which the embedded model succeeds with most often (BENCHMARKS.md).
 SIM_CONTROL = {"control.rate_hz": 5.0, "control.replan_steps": 2}
 
 
-class SettingsError(ValueError):
-    """A parameter with a wrong name, type or value."""
+@dataclass(frozen=True)
+class ControlConfig:
+    """Attributes:
+        rate_hz: control tick rate; one action step per tick.
+        replan_steps: executed steps after which a new chunk is planned; 0 = the chunk length
+            (open-loop execution of whole chunks, as OpenVLA-OFT does).
+        blend: weight of the older chunk where a new chunk overlaps it (0 = the new chunk replaces it).
+        action_frame: frame id of published actions and targets.
+        gripper_threshold: > 0: the gripper command becomes binary after the safety limits, fully open
+            (``gripper_max``) at or above it and closed (``gripper_min``) below, as OpenVLA's evaluations
+            binarise it; 0: the model's continuous value goes out as it is (a half-closed gripper).
+    """
+
+    rate_hz: float = 5.0
+    replan_steps: int = 0
+    blend: float = 0.0
+    action_frame: str = "base_link"
+    gripper_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate_hz, bool) or not isinstance(self.rate_hz, (int, float)) or not 0 < self.rate_hz <= 1000:
+            raise SettingsError(f"control.rate_hz={self.rate_hz!r} must be in (0, 1000]")
+        if isinstance(self.replan_steps, bool) or not isinstance(self.replan_steps, int) or self.replan_steps < 0:
+            raise SettingsError(f"control.replan_steps={self.replan_steps!r} must be an integer >= 0 "
+                                "(0 = chunk length)")
+        if not 0.0 <= float(self.blend) < 1.0:
+            raise SettingsError(f"control.blend={self.blend!r} must be in [0, 1)")
+        if isinstance(self.gripper_threshold, bool) or not isinstance(self.gripper_threshold, (int, float)) or \
+                not 0.0 <= self.gripper_threshold < 1.0:
+            raise SettingsError(f"control.gripper_threshold={self.gripper_threshold!r} must be in [0, 1) "
+                                "(0 = continuous gripper commands)")
+
+    @property
+    def dt(self) -> float:
+        return 1.0 / float(self.rate_hz)
 
 
 @dataclass(frozen=True)
@@ -66,6 +100,7 @@ class NodeSettings:
     pose_feedback: bool = False
     dry_run: bool = True
     diagnostics_period_s: float = 1.0
+    autostart: bool = True
 
 
 DESCRIPTIONS: dict[str, str] = {
@@ -81,7 +116,7 @@ DESCRIPTIONS: dict[str, str] = {
     "camera.qos_reliable": "camera QoS reliability: false = best effort (sensor data), true = reliable",
     "camera.qos_depth": "camera QoS history depth (1..5 keeps only the newest frames)",
     "camera.size_change": "frames changing size mid-stream: resize (with a warning) or stop (replay stops)",
-    "pruning.method": f"pruning method: one of {sorted(PRUNERS)}",
+    "pruning.method": f"pruning method: one of {sorted(METHOD_CONFIGS)}",
     "pruning.keep_ratio": "share of each camera's visual tokens kept, in (0, 1]",
     "pruning.layer": "pruning layer K; -1 = the model's prune_layer (config.json) if it names one, else the "
                      "method's default",
@@ -101,14 +136,15 @@ DESCRIPTIONS: dict[str, str] = {
     "pose_feedback": "subscribe to 'ee_pose' (geometry_msgs/PoseStamped) and publish absolute targets",
     "dry_run": "start disarmed: only ~/action_chunk and diagnostics until ~/enable arms the outputs",
     "diagnostics_period_s": "period of /diagnostics messages (s)",
+    "autostart": "configure and activate the lifecycle node at start (false: wait for a lifecycle manager)",
 }
 
 _OPTIONAL_SENTINEL = {int: -1, float: 0.0}  # ROS parameters cannot be null: these values mean "not set"
 
 
 def _method_fields(method: str) -> dict[str, dataclasses.Field]:
-    own = {f.name for f in dataclasses.fields(PRUNERS["none"].config_class)}
-    return {f.name: f for f in dataclasses.fields(PRUNERS[method].config_class) if f.name not in own}
+    own = {f.name for f in dataclasses.fields(PrunerConfig)}
+    return {f.name: f for f in dataclasses.fields(METHOD_CONFIGS[method]) if f.name not in own}
 
 
 def _base_type(f: dataclasses.Field, owner: type) -> tuple[type, bool]:
@@ -137,8 +173,8 @@ def flat_defaults() -> dict[str, tuple[Any, str]]:
                 out[name] = (list(value) if isinstance(value, tuple) else value, DESCRIPTIONS.get(name, ""))
 
     walk("", NodeSettings())
-    for method in sorted(PRUNERS):
-        cls = PRUNERS[method].config_class
+    for method in sorted(METHOD_CONFIGS):
+        cls = METHOD_CONFIGS[method]
         for fname, f in _method_fields(method).items():
             kind, optional = _base_type(f, cls)
             default = f.default
@@ -147,7 +183,7 @@ def flat_defaults() -> dict[str, tuple[Any, str]]:
                 note = f" ({default} = not set)"
             else:
                 note = ""
-            doc = f"{method}: {fname}{note}; see vla_pruner_ros/pruning/{method}.py"
+            doc = f"{method}: {fname}{note}; see vla_pruner_ros/pruning/config.py"
             out[f"pruning.{method}.{fname}"] = (float(default) if kind is float else default, doc)
     return out
 
@@ -157,7 +193,7 @@ def settings_from_flat(values: dict[str, Any]) -> NodeSettings:
     defaults = flat_defaults()
     unknown = sorted(set(values) - set(defaults))
     if unknown:
-        raise SettingsError(f"unknown parameter(s) {unknown}; see config/*.yaml or DESCRIPTIONS for valid names")
+        raise SettingsError(f"unknown parameter(s) {unknown}; `vla-pruner params` lists the valid names")
     merged = {name: values.get(name, default) for name, (default, _) in defaults.items()}
     for name, value in merged.items():
         default = defaults[name][0]
@@ -175,15 +211,15 @@ def settings_from_flat(values: dict[str, Any]) -> NodeSettings:
                 kwargs[k] = tuple(v)
         try:
             return cls(**kwargs)
-        except (ValueError, TypeError) as err:
+        except (ValueError, TypeError) as err:  # a dataclass given the wrong kind of value
             raise SettingsError(str(err)) from None
 
     method_params: dict[str, dict[str, Any]] = {}
-    for method in PRUNERS:
+    for method in METHOD_CONFIGS:
         params = {}
         for fname, f in _method_fields(method).items():
             value = merged[f"pruning.{method}.{fname}"]
-            kind, optional = _base_type(f, PRUNERS[method].config_class)
+            kind, optional = _base_type(f, METHOD_CONFIGS[method])
             if optional and value == _OPTIONAL_SENTINEL[kind]:
                 value = None
             params[fname] = value
@@ -193,15 +229,15 @@ def settings_from_flat(values: dict[str, Any]) -> NodeSettings:
         camera=section(CameraSettings, "camera."), pruning=section(PruningSettings, "pruning."),
         method_params=method_params, control=section(ControlConfig, "control."),
         safety=section(SafetyConfig, "safety."), pose_feedback=merged["pose_feedback"], dry_run=merged["dry_run"],
-        diagnostics_period_s=merged["diagnostics_period_s"])
+        diagnostics_period_s=merged["diagnostics_period_s"], autostart=merged["autostart"])
     validate(settings)
     return settings
 
 
 def validate(settings: NodeSettings) -> None:
     p = settings.pruning
-    if p.method not in PRUNERS:
-        raise SettingsError(f"pruning.method={p.method!r} is unknown; valid methods: {sorted(PRUNERS)}")
+    if p.method not in METHOD_CONFIGS:
+        raise SettingsError(f"pruning.method={p.method!r} is unknown; valid methods: {sorted(METHOD_CONFIGS)}")
     if not 0.0 < p.keep_ratio <= 1.0:
         raise SettingsError(f"pruning.keep_ratio={p.keep_ratio} must be in (0, 1]")
     if not settings.model.path:
@@ -216,70 +252,48 @@ def validate(settings: NodeSettings) -> None:
         raise SettingsError(f"camera.qos_depth={settings.camera.qos_depth} must be in [1, 100]")
     if settings.diagnostics_period_s <= 0:
         raise SettingsError(f"diagnostics_period_s={settings.diagnostics_period_s} must be > 0")
-    build_settings_pruner(settings)  # method parameters are checked by the method's own config
+    if not settings.action_names or not all(isinstance(n, str) and n for n in settings.action_names):
+        raise SettingsError(f"action_names={list(settings.action_names)} must be non-empty strings, one per "
+                            "action dimension")
+    pruning_config(settings)  # method parameters are checked by the method's own config
 
 
-def build_settings_pruner(settings: NodeSettings, model_layer: int | None = None) -> Pruner:
-    """The configured pruner. ``model_layer``: the model's recommended K (``VLAConfig.prune_layer``),
-    used when ``pruning.layer`` is -1, the method prunes inside the LLM and its parameters leave K unset."""
+def check_against_model(settings: NodeSettings, num_cameras: int, proprio_dim: int) -> None:
+    """Refuse settings with which the model can never produce an action, naming the fix."""
+    wanted = 2 if settings.camera.wrist else 1
+    if num_cameras != wanted:
+        fix = ("set camera.wrist: true and publish the second camera on 'wrist_image'" if num_cameras == 2 else
+               "set camera.wrist: false" if num_cameras == 1 else "this node feeds at most 2 cameras")
+        raise SettingsError(f"camera.wrist={str(settings.camera.wrist).lower()} gives {wanted} camera(s), but the "
+                            f"model {settings.model.path!r} expects {num_cameras}: {fix}")
+    if proprio_dim and not settings.pose_feedback:
+        raise SettingsError(f"the model {settings.model.path!r} needs the end-effector pose as proprio "
+                            f"({proprio_dim} values), but pose_feedback is false: set pose_feedback: true and "
+                            "publish geometry_msgs/PoseStamped on 'ee_pose'")
+
+
+def pruning_config(settings: NodeSettings, model_layer: int | None = None) -> PrunerConfig:
+    """The configured method's parameters. ``model_layer``: the model's recommended K
+    (``VLAConfig.prune_layer``), used when ``pruning.layer`` is -1, the method prunes inside the LLM
+    and its parameters leave K unset."""
     p = settings.pruning
     params = dict(settings.method_params.get(p.method, {}))
     if p.method != "none":
         params["keep_ratio"] = p.keep_ratio
     if p.layer >= 0:
         params["layer"] = p.layer
-    elif model_layer is not None and PRUNERS[p.method].config_class().layer > 0:
+    elif model_layer is not None and METHOD_CONFIGS[p.method]().layer > 0:
         params["layer"] = model_layer
     try:
-        return build_pruner(p.method, **params)
-    except ValueError as err:
+        return method_config(p.method, **params)
+    except PrunerError as err:
         raise SettingsError(f"pruning.{p.method}: {err}") from None
 
 
 def load_param_file(path: str | Path, node_name: str = "vla_node") -> dict[str, Any]:
-    """Dotted parameters of ``node_name`` (or ``/**``) from a ROS 2 parameter YAML file."""
-    path = Path(path)
-    data = load_yaml(path, "parameter file", SettingsError)
-    if not isinstance(data, dict):
-        raise SettingsError(f"parameter file {path} must map node names to ros__parameters")
-    flat: dict[str, Any] = {}
-    for key, body in data.items():
-        name = str(key).rsplit("/", 1)[-1]
-        if name not in (node_name, "**") or not isinstance(body, dict) or "ros__parameters" not in body:
-            continue
-        _flatten("", body["ros__parameters"], flat)
-    if not flat:
-        raise SettingsError(f"parameter file {path} has no ros__parameters for {node_name!r} or '/**'")
-    return flat
+    """Dotted parameters of ``node_name`` (or ``/**``) from a ROS 2 parameter file, typed as rcl types
+    them (what ``--params-file`` and ``ros2 launch`` give the node); a value rcl would refuse or type
+    differently from the parameter stops with the key and the fix."""
+    from .param_file import read_param_file
 
-
-def _flatten(prefix: str, obj: Any, out: dict[str, Any]) -> None:
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            _flatten(f"{prefix}{k}.", v, out)
-    else:
-        out[prefix[:-1]] = obj
-
-
-def load_settings_model(settings: NodeSettings):
-    """(model, tokenizer) of ``model.*`` (local files or a preset; no download)."""
-    import torch
-
-    from .model import PRESET_NAMES, load_model
-
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[settings.model.dtype]
-    head = settings.model.head or ("chunk" if settings.model.path in PRESET_NAMES else None)
-    return load_model(settings.model.path, head=head, device=settings.model.device, dtype=dtype)
-
-
-def policy_config(settings: NodeSettings) -> PolicyConfig:
-    return PolicyConfig(unnorm_key=settings.model.unnorm_key or None, action_names=tuple(settings.action_names),
-                        dt=settings.control.dt)
-
-
-def build_policy(settings: NodeSettings, model=None, tokenizer=None) -> VLAPolicy:
-    """The configured pruner around the model (loaded from ``model.*`` unless given)."""
-    if model is None:
-        model, tokenizer = load_settings_model(settings)
-    pruner = build_settings_pruner(settings, model.config.prune_layer)
-    return VLAPolicy(model, tokenizer, pruner, policy_config(settings))
+    return read_param_file(path, node_name, declared={k: v for k, (v, _) in flat_defaults().items()})

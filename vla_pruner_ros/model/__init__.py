@@ -1,16 +1,28 @@
-"""VLA models: OpenVLA (Prismatic) and an OFT-style chunked head, with in-LLM visual token pruning."""
+"""VLA models: OpenVLA (Prismatic) and an OFT-style chunked head, with in-LLM visual token pruning.
+
+Importing this package does not import torch or transformers: the configuration, the names of the
+shipped model and presets, and ``model_inputs`` read files only; the modules that build and run
+models (``VLAModel``, ``load_model``, ...) load on first use.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PRESETS, VLAConfig, preset
 from .errors import CheckpointError, ConfigError, ModelError, UnnormKeyError
-from .modeling import Prediction, PruneSpec, SelectionInput, VLAModel, build_model
-from .tokenizer import build_tokenizer, load_tokenizer
+
+_LAZY = {"load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint", "Prediction": "modeling",
+         "PruneSpec": "modeling", "SelectionInput": "modeling", "VLAModel": "modeling", "build_model": "modeling",
+         "build_tokenizer": "tokenizer", "load_tokenizer": "tokenizer"}
+
+
+def __getattr__(name: str) -> Any:  # the torch-side names, imported on first use
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 PRESET_NAMES = (*PRESETS, "openvla-7b")
 EMBEDDED = "embedded"  # the model trained on the simulator and shipped in the package
@@ -31,14 +43,15 @@ def resolve_model_path(source: str | Path) -> str | Path:
     return source
 
 
-def model_cameras(source: str | Path) -> int:
-    """How many cameras a model expects, from its config.json alone (presets: one)."""
+def model_inputs(source: str | Path) -> tuple[int, int]:
+    """(cameras, proprio values) a model expects, from its config.json alone (presets: 1 and 0)."""
     import json
 
     path = Path(resolve_model_path(source))
     if (path / "config.json").is_file():
-        return VLAConfig.from_json_dict(json.loads((path / "config.json").read_text())).num_cameras
-    return 1
+        config = VLAConfig.from_json_dict(json.loads((path / "config.json").read_text()))
+        return config.num_cameras, config.proprio_dim
+    return 1, 0
 
 
 def identity_norm_stats(action_dim: int) -> dict:
@@ -48,8 +61,14 @@ def identity_norm_stats(action_dim: int) -> dict:
 
 
 def build_preset(name: str, *, head: str = "tokens", num_cameras: int = 1, proprio_dim: int = 0,
-                 seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+                 seed: int = 0, device="cpu", dtype=None):
     """A preset model with seeded random weights and the built tokenizer: (model, tokenizer)."""
+    import torch
+
+    from .modeling import build_model
+    from .tokenizer import build_tokenizer
+
+    dtype = dtype or torch.float32
     tokenizer = build_tokenizer()
     config = preset(name, head=head, num_cameras=num_cameras, proprio_dim=proprio_dim, vocab_size=len(tokenizer))
     if name != "openvla-7b":
@@ -58,9 +77,11 @@ def build_preset(name: str, *, head: str = "tokens", num_cameras: int = 1, propr
     return build_model(config, seed=seed, device=device, dtype=dtype), tokenizer
 
 
-def load_model(source: str | Path, *, head: str | None = None, device: str | torch.device = "cpu",
-               dtype: torch.dtype | None = None, seed: int = 0):
+def load_model(source: str | Path, *, head: str | None = None, device="cpu", dtype=None, seed: int = 0):
     """A checkpoint directory, ``embedded``, or a preset name (random weights): (model, tokenizer)."""
+    from .checkpoint import load_checkpoint
+    from .tokenizer import load_tokenizer
+
     source = resolve_model_path(source)
     path = Path(source)
     if path.is_dir():
@@ -70,8 +91,7 @@ def load_model(source: str | Path, *, head: str | None = None, device: str | tor
         model = load_checkpoint(path, device=device, dtype=dtype, **overrides)
         return model, load_tokenizer(path)
     if str(source) in PRESET_NAMES:
-        return build_preset(str(source), head=head or "tokens", seed=seed, device=device,
-                            dtype=dtype or torch.float32)
+        return build_preset(str(source), head=head or "tokens", seed=seed, device=device, dtype=dtype)
     raise CheckpointError(
         f"model {str(source)!r} is neither a checkpoint directory nor a preset; presets: {list(PRESET_NAMES)}, "
         f"or {EMBEDDED!r}")
@@ -80,5 +100,5 @@ def load_model(source: str | Path, *, head: str | None = None, device: str | tor
 __all__ = ["EMBEDDED", "EMBEDDED_DIR", "PRESET_NAMES", "CheckpointError", "ConfigError", "ModelError", "Prediction",
            "PruneSpec",
            "SelectionInput", "UnnormKeyError", "VLAConfig", "VLAModel", "build_model", "build_preset",
-           "build_tokenizer", "identity_norm_stats", "load_checkpoint", "load_model", "load_tokenizer", "model_cameras",
+           "build_tokenizer", "identity_norm_stats", "load_checkpoint", "load_model", "load_tokenizer", "model_inputs",
            "preset", "embedded_available", "resolve_model_path", "save_checkpoint"]

@@ -1,11 +1,13 @@
 """Errors raised by the model package. Messages name the offending value and what was expected."""
 
+from ..errors import SettingsError, VLAPrunerError
 
-class ModelError(Exception):
+
+class ModelError(VLAPrunerError):
     """Base class of every model-package error."""
 
 
-class ConfigError(ModelError, ValueError):
+class ConfigError(ModelError, SettingsError):
     """A model configuration (config.json or a preset) is invalid or unsupported."""
 
 
@@ -13,8 +15,5 @@ class CheckpointError(ModelError):
     """A checkpoint directory cannot be loaded or saved as asked."""
 
 
-class UnnormKeyError(ModelError, KeyError):
+class UnnormKeyError(ModelError, SettingsError):
     """`unnorm_key` is missing from the checkpoint's norm_stats, or is needed but not given."""
-
-    def __str__(self) -> str:  # KeyError would quote the message otherwise
-        return str(self.args[0])

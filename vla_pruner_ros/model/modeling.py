@@ -17,6 +17,7 @@ References read (not copied): openvla/openvla ``modeling_prismatic.py``, moojink
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,12 +25,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
+from ..errors import InputError
 from .actions import ActionTokenizer
 from .attention import attention_rows, layer_keys, layout_mask
 from .config import VLAConfig
 from .errors import ConfigError
 from .vision import FusedVisionBackbone
+
+# The decoder layer's KV-cache argument: ``cache`` since transformers 5.2x (``past_key_values`` is
+# deprecated there and removed in 5.40); older 5.x releases only know ``past_key_values``.
+CACHE_KWARG = "cache" if "cache" in inspect.signature(LlamaDecoderLayer.forward).parameters else "past_key_values"
 
 QUERIES = ("none", "last", "text", "all")
 
@@ -102,7 +109,7 @@ class PruneSpec:
 
     def __post_init__(self) -> None:
         if self.query not in QUERIES:
-            raise ValueError(f"query={self.query!r}; expected one of {QUERIES}")
+            raise ConfigError(f"query={self.query!r}; expected one of {QUERIES}")
 
     @property
     def score_layer(self) -> int:
@@ -227,7 +234,7 @@ class VLAModel(nn.Module):
         """pixel_values (B, cams, 6, S, S) -> projected visual tokens (B, cams*M, d)."""
         b, cams = pixel_values.shape[:2]
         if cams != self.config.num_cameras:
-            raise ValueError(f"got {cams} camera image(s); the model expects num_cameras={self.config.num_cameras}")
+            raise InputError(f"got {cams} camera image(s); the model expects num_cameras={self.config.num_cameras}")
         feats = self.vision_backbone(pixel_values.flatten(0, 1).to(self.dtype))  # (B*cams, M, Dv)
         return self.projector(feats).reshape(b, cams * feats.shape[1], -1)  # (B, cams*M, d)
 
@@ -245,7 +252,7 @@ class VLAModel(nn.Module):
         proprio_row = None
         if self.proprio_projector is not None:
             if proprio is None:
-                raise ValueError(f"this model needs proprio of size {cfg.proprio_dim}; got none")
+                raise InputError(f"this model needs proprio of size {cfg.proprio_dim}; got none")
             parts.append(self.proprio_projector(proprio.to(self.dtype)).unsqueeze(1))
             proprio_row, pos = pos, pos + 1
         parts.append(tok[:, 1:])
@@ -295,7 +302,7 @@ class VLAModel(nn.Module):
         b, length, _ = embeds.shape
         n_layers = len(self.layers)
         if prune is not None and not 0 <= prune.layer < n_layers:
-            raise ValueError(f"prune layer K={prune.layer} must be in [0, {n_layers - 1}] "
+            raise ConfigError(f"prune layer K={prune.layer} must be in [0, {n_layers - 1}] "
                              f"for this {n_layers}-layer LLM")
         device = embeds.device
         kept = torch.arange(length, device=device).expand(b, -1)  # (B, L) original row indices
@@ -340,7 +347,7 @@ class VLAModel(nn.Module):
                 action_attention = self._to_visual(probs, kept, layout)
                 n_action_rows = len(rows)
                 score_seconds += time.perf_counter() - t0
-            h = layer(h, attention_mask=mask, position_embeddings=(cos, sin), past_key_values=cache,
+            h = layer(h, attention_mask=mask, position_embeddings=(cos, sin), **{CACHE_KWARG: cache},
                       use_cache=cache is not None)
         h = self.language_model.model.norm(h)
         return LLMResult(h, kept, visual_keep, action_attention, n_action_rows, score_seconds, cache)
@@ -358,7 +365,7 @@ class VLAModel(nn.Module):
         seconds = 0.0
         for i, layer in enumerate(self.layers):
             h_in = h
-            h = layer(h, attention_mask=None, position_embeddings=(cos, sin), past_key_values=cache, use_cache=True)
+            h = layer(h, attention_mask=None, position_embeddings=(cos, sin), **{CACHE_KWARG: cache}, use_cache=True)
             if action_layer == i:
                 t0 = time.perf_counter()
                 # This step's query against the layer's cached keys (which now include itself).

@@ -15,45 +15,16 @@ from __future__ import annotations
 import abc
 import functools
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from ..model.config import VLAConfig
 from ..model.modeling import Prediction, PruneSpec, SelectionInput
+from .config import PrunerConfig
 from .errors import PrunerConfigError
 from .state import TemporalState
-
-
-@dataclass(frozen=True)
-class PrunerConfig:
-    """Parameters every method has.
-
-    Attributes:
-        keep_ratio: share of each camera's visual tokens kept, rho in (0, 1]; M~ = round(rho * M).
-        layer: K, the decoder layer where pruning happens (layers < K see every token); 0 = before
-            the LLM. The VLA papers use K = 3 (K = 2 was much worse for VLA-Pruner).
-    """
-
-    keep_ratio: float = 1.0
-    layer: int = 3
-
-    def __post_init__(self) -> None:
-        _check_ratio("keep_ratio", self.keep_ratio)
-        if not isinstance(self.layer, int) or isinstance(self.layer, bool) or self.layer < 0:
-            raise PrunerConfigError(f"layer={self.layer!r} must be an integer >= 0")
-
-
-def _check_ratio(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
-        raise PrunerConfigError(f"{name}={value!r} must be in (0, 1]")
-
-
-def _check_positive(name: str, value: Any, integer: bool = False) -> None:
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-        raise PrunerConfigError(f"{name}={value!r} must be a positive {'integer' if integer else 'number'}")
 
 
 @dataclass

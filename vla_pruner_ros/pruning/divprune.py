@@ -8,21 +8,11 @@ same rule as VLA-Pruner's filter), which makes the selection deterministic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from .base import CameraInput, Pruner, PrunerConfig, TickContext, as_index
+from .base import CameraInput, Pruner, TickContext, as_index
+from .config import DivPruneConfig
 from .scores import cosine_distances, greedy_max_min
-
-
-@dataclass(frozen=True)
-class DivPruneConfig(PrunerConfig):
-    """Attributes:
-        layer: 0 by default: tokens are chosen from the projector outputs before the first LLM layer.
-    """
-
-    layer: int = 0
 
 
 class DivPrunePruner(Pruner):

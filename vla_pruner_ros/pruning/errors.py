@@ -1,7 +1,9 @@
 """Errors of the pruning package."""
 
+from ..errors import SettingsError
 
-class PrunerError(ValueError):
+
+class PrunerError(SettingsError):
     """Base class of pruning errors."""
 
 

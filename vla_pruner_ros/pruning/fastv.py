@@ -7,22 +7,10 @@ paper used K = 2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from .base import CameraInput, Pruner, PrunerConfig, TickContext, sorted_topk
-from .errors import PrunerConfigError
-
-
-@dataclass(frozen=True)
-class FastVConfig(PrunerConfig):
-    """K must be >= 1: the score is attention at layer K-1."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.layer < 1:
-            raise PrunerConfigError(f"fastv needs layer >= 1 (attention at layer K-1); got layer={self.layer}")
+from .base import CameraInput, Pruner, TickContext, sorted_topk
+from .config import FastVConfig
 
 
 class FastVPruner(Pruner):

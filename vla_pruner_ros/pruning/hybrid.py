@@ -18,49 +18,14 @@ below ``min_keep_ratio``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..model.modeling import Prediction, SelectionInput
-from .base import CameraInput, TickContext, _check_ratio
-from .errors import PrunerConfigError
-from .interaction import InteractionConfig, anchors, image_priors, update_interaction
+from .base import CameraInput, TickContext
+from .config import HybridConfig
+from .interaction import anchors, image_priors, update_interaction
 from .state import APPROACH, TemporalState
-from .vla_pruner import VLAPrunerConfig, VLAPrunerPruner
-
-
-@dataclass(frozen=True)
-class HybridConfig(VLAPrunerConfig, InteractionConfig):
-    """Attributes (and those of ``VLAPrunerConfig`` and ``InteractionConfig``):
-        keep_ratio: the ratio while approaching (the conservative phase).
-        interaction_keep_ratio: the ratio once interaction is locked; None = keep_ratio (no cut: in
-            closed loop, halving the budget there lost grasps, see BENCHMARKS.md); lower it for
-            VLA-IAP's aggressive interaction phase.
-        anchor_ratio: share of each camera's tokens, strongest in edges, always among the candidates.
-        deadline_ms: optional tick latency target; None = no deadline.
-        min_keep_ratio: the lowest ratio the deadline may choose.
-    """
-
-    interaction_keep_ratio: float | None = None
-    anchor_ratio: float = 0.05
-    deadline_ms: float | None = None
-    min_keep_ratio: float = 0.05
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.interaction_keep_ratio is not None:
-            _check_ratio("interaction_keep_ratio", self.interaction_keep_ratio)
-        _check_ratio("min_keep_ratio", self.min_keep_ratio)
-        if self.deadline_ms is not None and (isinstance(self.deadline_ms, bool) or not isinstance(
-                self.deadline_ms, (int, float)) or self.deadline_ms <= 0):
-            raise PrunerConfigError(f"deadline_ms={self.deadline_ms!r} must be a positive number or null")
-
-    @property
-    def interaction_ratio(self) -> float:
-        if self.interaction_keep_ratio is not None:
-            return float(self.interaction_keep_ratio)
-        return float(self.keep_ratio)
+from .vla_pruner import VLAPrunerPruner
 
 
 def deadline_ratio(history: list[tuple[int, float]], total_tokens: int, deadline_ms: float) -> float | None:

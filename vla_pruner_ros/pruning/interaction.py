@@ -21,11 +21,10 @@ Choices the paper leaves open (arXiv 2603.22991 publishes theta = 0.05 and k = 0
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from .base import PrunerConfig, TickContext, _check_positive, _check_ratio
+from .base import TickContext
+from .config import InteractionConfig
 from .errors import PrunerConfigError
 from .scores import (
     mask_iou,
@@ -38,50 +37,6 @@ from .scores import (
     update_motion,
     update_phase,
 )
-
-
-@dataclass(frozen=True)
-class InteractionConfig(PrunerConfig):
-    """Attributes (see the module docstring for the reasoning behind each default):
-        theta: IoU above which the robot is taken to interact with the target (paper: 0.05).
-        semantic_threshold: S mask = S >= this share of its peak.
-        motion_threshold: M mask = M >= this share of its peak.
-        semantic_sigma: Gaussian smoothing of S over the patch grid (patches).
-        motion_sigma: Gaussian blur of the frame difference (working pixels).
-        morph_kernel: size of the opening/closing element (working pixels, odd).
-        motion_decay: weight of the accumulated motion from previous ticks.
-        work_px_per_patch: image prior working resolution, pixels per patch side.
-        anchor_ratio: share of each camera's tokens, strongest in edges, that are anchors.
-        enter_ticks: consecutive ticks with IoU > theta needed to enter the interaction phase.
-        exit_ticks: consecutive ticks with IoU <= theta needed to return to the approach phase.
-    """
-
-    theta: float = 0.05
-    semantic_threshold: float = 0.5
-    motion_threshold: float = 0.3
-    semantic_sigma: float = 1.0
-    motion_sigma: float = 1.0
-    morph_kernel: int = 3
-    motion_decay: float = 0.7
-    work_px_per_patch: int = 8
-    anchor_ratio: float = 0.1
-    enter_ticks: int = 2
-    exit_ticks: int = 3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("theta", "semantic_threshold", "motion_threshold", "anchor_ratio"):
-            _check_ratio(name, getattr(self, name))
-        for name in ("morph_kernel", "work_px_per_patch", "enter_ticks", "exit_ticks"):
-            _check_positive(name, getattr(self, name), integer=True)
-        if self.morph_kernel % 2 == 0:
-            raise PrunerConfigError(f"morph_kernel={self.morph_kernel} must be odd")
-        for name in ("semantic_sigma", "motion_sigma"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise PrunerConfigError(f"{name}={value!r} must be a number >= 0")
-        if isinstance(self.motion_decay, bool) or not 0.0 <= float(self.motion_decay) < 1.0:
-            raise PrunerConfigError(f"motion_decay={self.motion_decay!r} must be in [0, 1)")
 
 
 def image_priors(ctx: TickContext, cfg: InteractionConfig) -> None:

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from ..model.config import VLAConfig
 from ..model.modeling import PruneSpec
-from .base import CameraInput, Pruner, PrunerConfig, TickContext
+from .base import CameraInput, Pruner, TickContext
+from .config import NoneConfig
 from .state import TemporalState
-
-
-@dataclass(frozen=True)
-class NoneConfig(PrunerConfig):
-    """No parameters of its own; ``keep_ratio`` is ignored (always 1)."""
 
 
 class NonePruner(Pruner):

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from .base import CameraInput, Pruner, PrunerConfig, TickContext
-
-
-@dataclass(frozen=True)
-class RandomConfig(PrunerConfig):
-    """Attributes:
-        seed: the draw of tick t, camera c comes from a generator seeded with (seed, t, c), so an
-            episode replays identically and needs no state beyond the tick counter.
-    """
-
-    seed: int = 0
+from .base import CameraInput, Pruner, TickContext
+from .config import RandomConfig
 
 
 class RandomPruner(Pruner):

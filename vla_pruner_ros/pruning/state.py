@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import PrunerConfigError
+
 APPROACH = "approach"
 INTERACTION = "interaction"
 LATENCY_HISTORY = 32
@@ -47,7 +49,7 @@ class TemporalState:
 
     def __init__(self, window: int = 3) -> None:
         if window < 1:
-            raise ValueError(f"window={window} must be >= 1")
+            raise PrunerConfigError(f"window={window} must be >= 1")
         self.window = window
         self.reset()
 
@@ -82,7 +84,7 @@ class TemporalState:
 
     def restore(self, data: dict[str, Any]) -> None:
         if int(data["window"]) != self.window:
-            raise ValueError(f"snapshot has window={data['window']}; this state has window={self.window}")
+            raise PrunerConfigError(f"snapshot has window={data['window']}; this state has window={self.window}")
         self.reset(data["instruction"])
         self.tick = int(data["tick"])
         self.phase, self.phase_count = str(data["phase"]), int(data["phase_count"])

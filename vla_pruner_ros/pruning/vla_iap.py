@@ -24,31 +24,15 @@ tokens only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from ..model.modeling import SelectionInput
 from .base import CameraInput, Pruner, TickContext, as_index
-from .interaction import InteractionConfig, anchors, image_priors, semantic_prior, update_interaction
+from .config import VLAIAPConfig
+from .interaction import anchors, image_priors, semantic_prior, update_interaction
 from .scores import relative_mask
 from .state import INTERACTION
-
-
-@dataclass(frozen=True)
-class VLAIAPConfig(InteractionConfig):
-    """Attributes (and those of ``InteractionConfig``):
-        layer: 0: select before the first LLM layer, from layer 0's attention on the embeddings.
-        temporal_weight: k, the weight of the motion prior in the final score (paper: 0.5).
-        edge_weight: w_edge, the weight of the geometric prior (unpublished; 0.3).
-        weak_quantile: a token is weak in a prior below this quantile of it (0.5: the median).
-    """
-
-    layer: int = 0
-    temporal_weight: float = 0.5
-    edge_weight: float = 0.3
-    weak_quantile: float = 0.5
 
 
 class VLAIAPPruner(Pruner):

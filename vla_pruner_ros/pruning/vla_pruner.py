@@ -17,51 +17,16 @@ for the tokens head the 7 decoded action tokens (the first is the last prompt ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from ..model.config import VLAConfig
 from ..model.modeling import Prediction
-from .base import CameraInput, Pruner, PrunerConfig, TickContext, _check_positive, _check_ratio, as_index
+from .base import CameraInput, Pruner, TickContext, as_index
+from .config import VLAPrunerConfig
 from .errors import PrunerConfigError
 from .scores import decaying_window, top_k, union_then_diversity
 from .state import TemporalState
-
-SEMANTIC_QUERIES = ("all", "text", "last")
-
-
-@dataclass(frozen=True)
-class VLAPrunerConfig(PrunerConfig):
-    """Attributes:
-        layer: K = 3 (the paper: K = 2 was much worse, 58.5 vs 74.5 average success).
-        semantic_query: prefill rows whose attention at layer K-1 gives S_vl: ``all`` (the paper,
-            every visual and text row), ``text``, or ``last`` (FastV-style, more stable per the authors).
-        action_layer: layer of the action-query attention; None = the middle of the stack,
-            ``(L - 1) // 2`` (15 of 32, as the official code).
-        window: w, ticks of action attention kept (paper default 3).
-        gamma: decay of older ticks (paper default 0.8; 0.6..0.9 reported stable).
-        warmup: run unpruned until the window is full (the paper does).
-    """
-
-    semantic_query: str = "all"
-    action_layer: int | None = None
-    window: int = 3
-    gamma: float = 0.8
-    warmup: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.layer < 1:
-            raise PrunerConfigError(f"{type(self).__name__} needs layer >= 1 (semantic attention at layer K-1)")
-        if self.semantic_query not in SEMANTIC_QUERIES:
-            raise PrunerConfigError(f"semantic_query={self.semantic_query!r}; expected one of {SEMANTIC_QUERIES}")
-        _check_positive("window", self.window, integer=True)
-        _check_ratio("gamma", self.gamma)
-        if self.action_layer is not None and (isinstance(self.action_layer, bool) or not isinstance(
-                self.action_layer, int) or self.action_layer < 0):
-            raise PrunerConfigError(f"action_layer={self.action_layer!r} must be a layer index >= 0 or null")
 
 
 class VLAPrunerPruner(Pruner):

@@ -12,6 +12,8 @@ from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.errors import ReaderError
 from rosbags.typesys import Stores, get_typestore
 
+from ..errors import VLAPrunerError
+
 IMAGE_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}
 STRING_TYPE = "std_msgs/msg/String"
 TRAJECTORY_TYPE = "trajectory_msgs/msg/JointTrajectory"
@@ -26,7 +28,7 @@ def pose_arrays(msg) -> tuple[np.ndarray, np.ndarray]:
     return np.array([p.x, p.y, p.z]), np.array([o.x, o.y, o.z, o.w])
 
 
-class BagError(Exception):
+class BagError(VLAPrunerError):
     """A bag that cannot be used as asked; the message says why and what is there."""
 
 

@@ -6,8 +6,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import SettingsError
+from ..factory import load_settings_model
 from ..progress import Progress
-from ..settings import NodeSettings, load_param_file, load_settings_model, settings_from_flat
+from ..settings import NodeSettings, load_param_file, settings_from_flat
 from .bag import IMAGE_TYPES, POSE_TYPE, STRING_TYPE, TRAJECTORY_TYPE, Bag, BagError
 from .replayer import MethodRun, ReplayInput, frames_of, replay_method
 from .report import build_report, format_table, reference_actions, write_json
@@ -74,7 +76,7 @@ def run_replay(args: ReplayArgs) -> dict:
         image_topic, wrist_topic = camera_topics(bag, args.image_topic, args.wrist_topic)
         instruction_topic = bag.pick(args.instruction_topic, {STRING_TYPE}, "instruction", required=False)
         if instruction_topic is None and not args.instruction:
-            raise ValueError(f"{args.bag} has no instruction topic (std_msgs/String); pass --instruction TEXT. "
+            raise SettingsError(f"{args.bag} has no instruction topic (std_msgs/String); pass --instruction TEXT. "
                              f"Its topics are:\n{bag.describe()}")
         reference_topic = bag.pick(args.reference_topic, {TRAJECTORY_TYPE}, "reference", required=False) \
             if args.reference_topic else None

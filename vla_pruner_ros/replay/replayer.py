@@ -18,14 +18,16 @@ from typing import Any
 import numpy as np
 
 from ..control import ControlCore
+from ..errors import InputError, VLAPrunerError
+from ..factory import build_policy
 from ..images import MessageError, compressed_to_rgb, image_to_rgb
-from ..policy import NonFiniteActionError, TickStats
-from ..safety import SafetyFilter, UnsafeActionError
-from ..settings import NodeSettings, build_policy
+from ..policy import TickStats
+from ..safety import SafetyFilter
+from ..settings import NodeSettings
 from .bag import BagMessage, pose_arrays
 
 
-class ReplayError(Exception):
+class ReplayError(VLAPrunerError):
     """The bag cannot be replayed as asked (message names the reason)."""
 
 
@@ -98,8 +100,10 @@ def replay_method(inp: ReplayInput, settings: NodeSettings, model, tokenizer, me
         raise ReplayError(f"the model expects {cams} cameras; replay feeds the image topic"
                           + (" and a wrist topic (--wrist-topic; none found in the bag)" if cams == 2 else " only"))
     wrist_topic = inp.wrist_topic if cams == 2 else None
-    core = ControlCore(policy, settings.control, SafetyFilter(settings.safety))
     run = MethodRun(policy.pruner.name)
+    t, t0 = 0.0, 0.0
+    core = ControlCore(policy, settings.control, SafetyFilter(settings.safety),
+                       log=lambda message: run.warnings.append(f"at {t - t0:.3f} s: {message}"))
     images = [m for m in inp.messages if m.topic == inp.image_topic]
     if not images:
         raise ReplayError(f"no frames on {inp.image_topic!r} in the replayed range")
@@ -151,18 +155,14 @@ def replay_method(inp: ReplayInput, settings: NodeSettings, model, tokenizer, me
             elif m.topic == inp.instruction_topic:
                 try:
                     core.set_instruction(m.msg.data)
-                except ValueError as err:
+                except InputError as err:
                     run.warnings.append(f"instruction at {m.time - t0:.3f} s ignored: {err}")
             elif m.topic == inp.pose_topic:
                 try:
                     core.set_pose(*pose_arrays(m.msg), m.time)
-                except ValueError as err:
+                except InputError as err:
                     run.warnings.append(f"pose at {m.time - t0:.3f} s ignored: {err}")
-        try:
-            plan = core.run_plan(t)
-        except (UnsafeActionError, NonFiniteActionError, ValueError) as err:
-            run.warnings.append(f"no chunk at {t - t0:.3f} s: {err}")
-            plan = None
+        plan = core.run_plan(t)
         if plan is not None:
             run.chunks.append(ChunkRecord(k, t, plan.t0, core.episode, plan.deltas.copy(), plan.chunk.stats,
                                           plan.chunk.kept_tokens, frame_index, policy.state.summary()))

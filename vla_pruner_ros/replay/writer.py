@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from ..errors import SettingsError
 from .bag import TYPESTORE
 
 T = TYPESTORE.types
@@ -85,7 +86,7 @@ class BagWriter:
 
     def __init__(self, path: str | Path, storage: str = "mcap") -> None:
         if storage not in STORAGE:
-            raise ValueError(f"storage={storage!r}; expected one of {sorted(STORAGE)}")
+            raise SettingsError(f"storage={storage!r}; expected one of {sorted(STORAGE)}")
         self.path = Path(path)
         if self.path.exists():
             raise FileExistsError(f"{self.path} exists already; not overwriting it")

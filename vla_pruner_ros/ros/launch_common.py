@@ -2,15 +2,15 @@
 
 Launch arguments: ``params_file``, ``model_path``, ``method``, ``keep_ratio``, ``dry_run``,
 ``namespace``, ``image_topic``, ``wrist_image_topic``, ``instruction_topic``. Empty
-``model_path``/``method``/``keep_ratio`` keep the parameter file's values. With no ``model_path``
-the node runs the package's default model (``DEFAULT_MODEL``), with its only statistics key and its
-number of cameras (a robot file's ``unnorm_key`` and ``camera.wrist`` belong to a real checkpoint).
+``model_path``/``method``/``keep_ratio`` keep the parameter file's values (the shipped robot files
+run the package's default model). Parsing a launch file imports neither torch nor transformers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import SettingsError
 from ..settings import DEFAULT_MODEL, SIM_CONTROL
 
 PACKAGE = "vla_pruner_ros"
@@ -42,7 +42,7 @@ ROBOTS = {
 
 ARGUMENTS = {
     "params_file": "ROS 2 parameter file of the node",
-    "model_path": "checkpoint directory or preset; empty = the package's default model",
+    "model_path": "checkpoint directory or preset; empty = the parameter file's model.path",
     "method": "pruning method; empty = the parameter file's",
     "keep_ratio": "visual tokens kept per camera, in (0, 1]; empty = the parameter file's",
     "dry_run": "true: start disarmed (call ~/enable to arm)",
@@ -54,20 +54,17 @@ ARGUMENTS = {
 
 
 def parameter_overrides(model_path: str, method: str, keep_ratio: str, dry_run: str) -> dict:
-    """Node parameters the launch arguments set on top of the parameter file."""
+    """Node parameters the launch arguments set on top of the parameter file (empty: the file's)."""
     overrides: dict = {"dry_run": dry_run.strip().lower() in ("true", "1", "yes", "on")}
     if model_path:
         overrides["model.path"] = model_path
-    else:
-        from ..model import model_cameras
-
-        overrides["model.path"] = DEFAULT_MODEL
-        overrides["model.unnorm_key"] = ""
-        overrides["camera.wrist"] = model_cameras(DEFAULT_MODEL) > 1
     if method:
         overrides["pruning.method"] = method
     if keep_ratio:
-        overrides["pruning.keep_ratio"] = float(keep_ratio)
+        try:
+            overrides["pruning.keep_ratio"] = float(keep_ratio)
+        except ValueError:
+            raise SettingsError(f"keep_ratio:={keep_ratio!r} is not a number; expected a ratio in (0, 1]") from None
     return overrides
 
 
@@ -118,13 +115,14 @@ SIM_ARGUMENTS = {
 
 def sim_parameters(get: dict[str, str]) -> tuple[dict, dict]:
     """(sim_node, vla_node) parameters for the wired simulation: bag-time clock, armed, no download."""
-    from ..model import model_cameras
+    from ..model import model_inputs
 
-    overrides = parameter_overrides(get["model_path"], get["method"], get["keep_ratio"], "false")
-    wrist = model_cameras(overrides["model.path"]) > 1  # the simulator renders the wrist camera for such a model
+    overrides = parameter_overrides(get["model_path"] or DEFAULT_MODEL, get["method"], get["keep_ratio"], "false")
+    cameras, proprio = model_inputs(overrides["model.path"])
+    wrist = cameras > 1  # the simulator renders the wrist camera for such a model
     sim = {"task.family": get["family"], "task.color": get["color"], "task.shape": get["shape"],
            "seed": int(get["seed"]), "action_source": get["action_source"], "realtime": False, "wrist": wrist}
-    vla = {"use_sim_time": True, "dry_run": False, "pose_feedback": get["action_source"] == "ee_target",
+    vla = {"use_sim_time": True, "dry_run": False, "pose_feedback": get["action_source"] == "ee_target" or proprio > 0,
            **SIM_CONTROL, "control.action_frame": "table", "camera.wrist": wrist, **overrides}
     return sim, vla
 

@@ -18,6 +18,7 @@ import rclpy
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 
+from ..errors import SettingsError
 from ..replay.bag import IMAGE_TYPES, STRING_TYPE, Bag
 from .conversions import seconds_to_stamp
 
@@ -62,13 +63,13 @@ def _qos(recorded, msgtype: str) -> QoSProfile:
 def play(args: PlayArgs, context=None) -> int:
     """Publish the bag; returns the number of messages published."""
     if not args.rate > 0:
-        raise ValueError(f"--rate {args.rate} must be > 0")
+        raise SettingsError(f"--rate {args.rate} must be > 0")
     with Bag(args.bag) as bag:
         topics = list(args.topics) or [t.topic for t in bag.topics.values() if t.msgtype in IMAGE_TYPES
                                        or t.msgtype == STRING_TYPE]
         for t in topics:
             if t not in bag.topics:
-                raise ValueError(f"topic {t!r} is not in {args.bag}; its topics are:\n{bag.describe()}")
+                raise SettingsError(f"topic {t!r} is not in {args.bag}; its topics are:\n{bag.describe()}")
         messages = bag.messages(topics)
         info = {t: bag.topics[t] for t in topics}
     own = context is None

@@ -34,6 +34,7 @@ from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from ..errors import SettingsError
 from ..safety import matrix_to_quat, quat_to_matrix
 from ..sim.env import TabletopEnv
 from ..sim.expert import Expert
@@ -56,9 +57,9 @@ class SimNode(Node):
             ("realtime", False), ("frame_id", "table"), ("episodes", 0), ("start_delay_s", 1.0),
             ("wrist", False))}
         if p["action_source"] not in SOURCES:
-            raise ValueError(f"action_source={p['action_source']!r}; expected one of {list(SOURCES)}")
+            raise SettingsError(f"action_source={p['action_source']!r}; expected one of {list(SOURCES)}")
         if p["task.family"] not in FAMILIES:
-            raise ValueError(f"task.family={p['task.family']!r}; expected one of {list(FAMILIES)}")
+            raise SettingsError(f"task.family={p['task.family']!r}; expected one of {list(FAMILIES)}")
         self.source, self.realtime, self.frame = p["action_source"], p["realtime"], p["frame_id"]
         self.max_episodes = int(p["episodes"])
         self._env_args = dict(image_size=int(p["image_size"]), control_hz=float(p["rate_hz"]), wrist=bool(p["wrist"]))
@@ -100,7 +101,7 @@ class SimNode(Node):
         g = self.get_parameter
         direction = g("task.direction").value if g("task.family").value == "push" else ""
         if direction and direction not in DIRECTIONS:
-            raise ValueError(f"task.direction={direction!r}; expected one of {list(DIRECTIONS)}")
+            raise SettingsError(f"task.direction={direction!r}; expected one of {list(DIRECTIONS)}")
         return Task(g("task.family").value, g("task.color").value, g("task.shape").value, direction)
 
     def _reset_episode(self) -> None:
@@ -225,7 +226,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(SimNode, "sim_node", (ValueError,), args)
+    return run_node(SimNode, "sim_node", args)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..control import ControlCore, Plan
+from ..errors import SettingsError
+from ..factory import build_policy, load_settings_model
 from ..policy import VLAPolicy
 from ..safety import SafetyFilter
-from ..settings import SIM_CONTROL, NodeSettings, build_policy, load_settings_model, settings_from_flat
+from ..settings import SIM_CONTROL, NodeSettings, settings_from_flat
 from .env import LIMITS, Observation
 
 T_START = 1.0  # simulation time of an episode's first step (a zero stamp means "unset" to ROS tools)
@@ -53,7 +55,7 @@ class PolicyDriver:
         """The 7-D action for this step and the chunk planned at it (None when none was due)."""
         core, t = self.core, self.t
         if len(obs.images) < self.cameras:
-            raise ValueError(f"the policy expects {self.cameras} cameras; the simulator renders {len(obs.images)} "
+            raise SettingsError(f"the policy expects {self.cameras} cameras; the simulator renders {len(obs.images)} "
                              "(TabletopEnv(wrist=True) adds the wrist camera)")
         for cam in range(self.cameras):  # a one-camera policy takes the front camera only
             core.set_image(cam, obs.images[cam], t)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import SettingsError
 from ..safety import SafetyConfig, SafetyFilter, matrix_to_quat, quat_to_matrix, rpy_to_matrix
 from .tasks import COLORS, DIRECTIONS, FAMILIES, SHAPES, Task
 
@@ -87,7 +88,7 @@ class TabletopEnv:
         """``start_spread`` scales START_SPREAD (0: the hand always starts at HOME; scenes are the same).
         ``wrist``: also render the wrist camera (``Observation.wrist``)."""
         if start_spread < 0:
-            raise ValueError(f"start_spread={start_spread} must be >= 0")
+            raise SettingsError(f"start_spread={start_spread} must be >= 0")
         self.start_spread, self.wrist = start_spread, wrist
         self.image_size = image_size
         self.dt = 1.0 / control_hz
@@ -194,7 +195,7 @@ class TabletopEnv:
     # ---- API --------------------------------------------------------------------------------------
     def reset(self, seed: int, task: Task) -> Observation:
         if task.family not in FAMILIES:
-            raise ValueError(f"task family {task.family!r} is unknown; expected one of {list(FAMILIES)}")
+            raise SettingsError(f"task family {task.family!r} is unknown; expected one of {list(FAMILIES)}")
         rng = np.random.default_rng(seed)
         self.task = task
         self.objects, self.plate = self._sample_scene(rng, task)

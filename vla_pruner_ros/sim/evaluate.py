@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pruning import PRUNERS
-from ..settings import build_policy, load_settings_model
+from ..factory import build_policy, load_settings_model
+from ..pruning import METHOD_CONFIGS
 from .driver import PolicyDriver, sim_settings
 from .env import TabletopEnv
 from .failures import TRACE_COLUMNS
@@ -42,6 +42,7 @@ class MethodResult:
     latency_ms: list[float] = field(default_factory=list)
     flops: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
+    plan_errors: int = 0  # plans that failed (reported in the log as they happened)
 
     def rate(self, family: str | None = None) -> float:
         vals = [v for f, vs in self.successes.items() if family in (None, f) for v in vs]
@@ -116,7 +117,7 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
     try:
         for method, keep in configs:
             # -1: build_policy applies the model's prune_layer (or the method's default K)
-            k = layer if layer is not None and PRUNERS[method].config_class().layer > 0 else -1
+            k = layer if layer is not None and METHOD_CONFIGS[method]().layer > 0 else -1
             pruning = dataclasses.replace(base.pruning, method=method, keep_ratio=keep, layer=k)
             policy = build_policy(dataclasses.replace(base, pruning=pruning), model, tokenizer)
             driver = PolicyDriver(policy, base)
@@ -134,6 +135,7 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
                     done += 1
                     if progress:
                         progress(done, total, time.time() - start)
+            r.plan_errors = driver.core.counters.plan_errors
             results.append(r)
             if trace:
                 _write_trace(Path(trace) / f"{method}_{round(100 * keep)}.csv", rows)
@@ -183,6 +185,7 @@ def report(results: list[MethodResult], families: tuple[str, ...], meta: dict) -
             "llm_flops_ratio": round(float(np.mean(r.flops)), 3) if r.flops else None,
             "tokens_kept": round(float(np.mean(r.tokens)), 1) if r.tokens else None,
             "tick_ms": round(lat, 1), "speedup": round(ref_lat / lat, 2) if lat else None,
+            "plan_errors": r.plan_errors,
             # per episode (1 = success), same order in every row: for paired comparisons between methods
             "outcomes": {f: [int(x) for x in r.successes[f]] for f in families},
         })

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import SettingsError
 from .env import TabletopEnv, _half_height
 from .tasks import DIRECTIONS
 
@@ -143,7 +144,7 @@ def run_episode(env: TabletopEnv, task, seed: int, noise: float = 0.0, on_step=N
     instead of the expert's (DAgger: a learned policy drives, the expert labels; it is called before
     ``on_step``). Returns (success, steps)."""
     if perturb < 0:
-        raise ValueError(f"perturb={perturb} must be >= 0 (metres)")
+        raise SettingsError(f"perturb={perturb} must be >= 0 (metres)")
     obs = env.reset(seed, task)
     expert = Expert(env, noise, seed)
     rng = np.random.default_rng([seed, 1])  # its own stream: perturb=0 leaves the expert's draws alone

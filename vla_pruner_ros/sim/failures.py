@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SettingsError
+
 # One row per step of an ``eval --trace`` CSV: the simulator's state before the step, the executed
 # action, and success after it.
 TRACE_COLUMNS = ("family", "episode", "seed", "step", "hand_x", "hand_y", "hand_z", "object_x", "object_y",
@@ -47,7 +49,7 @@ def _xy(row: dict, prefix: str) -> np.ndarray:
 def outcome(family: str, rows: list[dict]) -> str:
     """The outcome of one episode from its trace rows (in step order)."""
     if family not in OUTCOMES:
-        raise ValueError(f"family {family!r} in the trace: unknown; expected one of {', '.join(OUTCOMES)}")
+        raise SettingsError(f"family {family!r} in the trace: unknown; expected one of {', '.join(OUTCOMES)}")
     if int(rows[-1]["success"]):
         return "success"
     if family == "push":
@@ -72,11 +74,11 @@ def read_trace(path: Path) -> dict[str, list[str]]:
             missing = {"family", "episode", "hand_x", "object_x", "plate_x", "held", "success"} - set(
                 reader.fieldnames or ())
             if missing:
-                raise ValueError(f"{path}: not an eval trace (no column {', '.join(sorted(missing))})")
+                raise SettingsError(f"{path}: not an eval trace (no column {', '.join(sorted(missing))})")
             for row in reader:
                 episodes[(row["family"], int(row["episode"]))].append(row)
     except (KeyError, TypeError, csv.Error) as err:
-        raise ValueError(f"{path}: malformed trace row ({err})") from None
+        raise SettingsError(f"{path}: malformed trace row ({err})") from None
     out: dict[str, list[str]] = defaultdict(list)
     for (family, _), rows in sorted(episodes.items()):
         out[family].append(outcome(family, rows))

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..policy import DEFAULT_ACTION_NAMES
+from ..errors import SettingsError
 from ..replay import writer as W
+from ..settings import DEFAULT_ACTION_NAMES
 from ..train.dataset import EXECUTED_TOPIC, OBJECT_TOPIC
 from .driver import T_START, PolicyDriver
 from .env import TabletopEnv
@@ -74,7 +75,7 @@ class Dagger:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.beta <= 1.0:
-            raise ValueError(f"beta={self.beta}; expected the expert's share of executed steps in [0, 1]")
+            raise SettingsError(f"beta={self.beta}; expected the expert's share of executed steps in [0, 1]")
 
 
 def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: Path, compressed: bool = False,
@@ -146,7 +147,7 @@ def record(out_dir: str | Path, family: str = "all", episodes: int = 10, split: 
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = choose_tasks(family, split, episodes, seed)
     if dagger is not None and dagger.driver.cameras > 1 and not wrist:
-        raise ValueError(f"the policy {policy} expects {dagger.driver.cameras} cameras; record with --wrist")
+        raise SettingsError(f"the policy {policy} expects {dagger.driver.cameras} cameras; record with --wrist")
     env = TabletopEnv(image_size=image_size, start_spread=start_spread, wrist=wrist)
     per_family: dict[str, list[int]] = {}
     successes, written, start = 0, 0, time.perf_counter()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import SettingsError
+
 COLORS: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.12, 0.10), "green": (0.15, 0.70, 0.20), "blue": (0.12, 0.25, 0.85),
     "yellow": (0.95, 0.85, 0.10), "purple": (0.55, 0.20, 0.70), "orange": (0.95, 0.50, 0.08),
@@ -47,11 +49,11 @@ class Task:
 def all_tasks(family: str | None = None, split: str = "all") -> list[Task]:
     """Every task of a family (or all); ``split``: train (not held out), eval (held out) or all."""
     if split not in ("all", "train", "eval"):
-        raise ValueError(f"split={split!r}; expected all, train or eval")
+        raise SettingsError(f"split={split!r}; expected all, train or eval")
     families = FAMILIES if family in (None, "all") else (family,)
     for f in families:
         if f not in FAMILIES:
-            raise ValueError(f"task family {f!r} is unknown; expected one of {list(FAMILIES)}")
+            raise SettingsError(f"task family {f!r} is unknown; expected one of {list(FAMILIES)}")
     out = []
     for f in families:
         for color in COLORS:

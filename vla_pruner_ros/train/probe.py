@@ -22,7 +22,16 @@ import torch
 
 from ..model import build_tokenizer, load_checkpoint
 from .dataset import load_episodes
-from .trainer import SCENE_SCALE, Batches, SceneHead, TrainConfig, TrainError, action_rows, counterfactuals
+from .trainer import (
+    SCENE_SCALE,
+    Batches,
+    SceneHead,
+    TrainConfig,
+    TrainError,
+    action_rows,
+    counterfactuals,
+    load_trainer_state,
+)
 
 NAMES = ("target_x", "target_y", "target_z", "plate_x", "plate_y")
 
@@ -34,7 +43,7 @@ def probe(run_dir: str | Path, data_dir: str | Path, steps: tuple[int, ...] = (0
     state_path = run_dir / "trainer_state.pt"
     if not state_path.exists():
         raise TrainError(f"{run_dir} holds no trainer_state.pt; give a `vla-pruner train --out` directory")
-    state = torch.load(state_path, weights_only=False)
+    state = load_trainer_state(state_path)
     if not state.get("scene_head"):
         raise TrainError(f"the run in {run_dir} was trained without the auxiliary scene head (aux_weight: 0)")
     model = load_checkpoint(run_dir / "checkpoint").eval()

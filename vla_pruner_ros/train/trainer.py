@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import VLAPrunerError
 from ..model import build_model, build_tokenizer, load_checkpoint, save_checkpoint
 from ..model.actions import ActionNormalizer, normalize_bounds
 from ..model.config import VLAConfig
@@ -42,8 +43,24 @@ TABLE_CENTRE = (0.5, 0.0, 0.02)  # the word head predicts the named object's pos
 LOSSES = {"l1": torch.abs, "mse": torch.square}  # elementwise; averaged per sample by batch_losses
 
 
-class TrainError(ValueError):
+class TrainError(VLAPrunerError):
     """A training configuration or data problem, named."""
+
+
+def load_trainer_state(path: Path) -> dict:
+    """``trainer_state.pt`` (step, optimiser and scene-head tensors, generator state, config: plain data)
+    read with ``torch.load(weights_only=True)``: anything but tensors and plain data is refused."""
+    import pickle
+
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrainError(f"{path} holds more than tensors and plain data, so it is refused (not written by "
+                         f"`vla-pruner train`?): {first}") from None
+    if not isinstance(state, dict) or not {"step", "optimizer", "rng", "config"} <= set(state):
+        raise TrainError(f"{path} is not a trainer state written by `vla-pruner train`")
+    return state
 
 
 @dataclass(frozen=True)
@@ -362,7 +379,7 @@ def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: b
     step = 0
     if resume and state_path.exists():
         model = load_checkpoint(ckpt).train()
-        state = torch.load(state_path, weights_only=False)
+        state = load_trainer_state(state_path)
         step = int(state["step"])
         rng.bit_generator.state = state["rng"]
         log(f"resuming from step {step}")

@@ -1,0 +1,39 @@
+"""Models, pruners and policies built from the node's settings (``settings.py`` is the schema)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .policy import PolicyConfig, VLAPolicy
+from .pruning import Pruner, build_pruner
+from .settings import NodeSettings, pruning_config
+
+
+def load_settings_model(settings: NodeSettings):
+    """(model, tokenizer) of ``model.*`` (local files or a preset; no download)."""
+    import torch
+
+    from .model import PRESET_NAMES, load_model
+
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[settings.model.dtype]
+    head = settings.model.head or ("chunk" if settings.model.path in PRESET_NAMES else None)
+    return load_model(settings.model.path, head=head, device=settings.model.device, dtype=dtype)
+
+
+def build_settings_pruner(settings: NodeSettings, model_layer: int | None = None) -> Pruner:
+    """The configured pruner (see ``settings.pruning_config`` for ``model_layer``)."""
+    config = pruning_config(settings, model_layer)
+    return build_pruner(settings.pruning.method, **dataclasses.asdict(config))
+
+
+def policy_config(settings: NodeSettings) -> PolicyConfig:
+    return PolicyConfig(unnorm_key=settings.model.unnorm_key or None, action_names=tuple(settings.action_names),
+                        dt=settings.control.dt)
+
+
+def build_policy(settings: NodeSettings, model=None, tokenizer=None) -> VLAPolicy:
+    """The configured pruner around the model (loaded from ``model.*`` unless given)."""
+    if model is None:
+        model, tokenizer = load_settings_model(settings)
+    pruner = build_settings_pruner(settings, model.config.prune_layer)
+    return VLAPolicy(model, tokenizer, pruner, policy_config(settings))
