@@ -12,9 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from vla_pruner_ros.model import EMBEDDED_DIR, VLAConfig
+from vla_pruner_ros.errors import SettingsError
+from vla_pruner_ros.model import model_inputs
 from vla_pruner_ros.ros.launch_common import ARGUMENTS, EXECUTABLE, PACKAGE, ROBOTS, parameter_overrides
-from vla_pruner_ros.settings import DEFAULT_MODEL, flat_defaults, load_param_file, settings_from_flat
+from vla_pruner_ros.settings import (
+    DEFAULT_MODEL,
+    check_against_model,
+    flat_defaults,
+    load_param_file,
+    settings_from_flat,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_TOPICS = {"image", "wrist_image", "instruction", "ee_pose", "~/action_chunk", "~/ee_trajectory", "~/ee_target",
@@ -34,29 +41,55 @@ def test_package_executable_and_files_exist():
 
 
 @pytest.mark.parametrize("robot", sorted(ROBOTS))
-def test_parameter_files_only_use_declared_parameters(robot):
+def test_parameter_files_run_the_default_model_as_shipped(robot):
     spec = ROBOTS[robot]
-    path = ROOT / "config" / spec.params_file
-    values = load_param_file(path)
-    declared = flat_defaults()
-    assert set(values) <= set(declared), sorted(set(values) - set(declared))
+    values = load_param_file(ROOT / "config" / spec.params_file)  # rcl's rules
+    assert set(values) <= set(flat_defaults()), sorted(set(values) - set(flat_defaults()))
     settings = settings_from_flat(values)  # every value valid
-    assert settings.dry_run is True
+    assert settings.dry_run is True and settings.model.path == DEFAULT_MODEL  # no download, disarmed
+    cameras, proprio = model_inputs(DEFAULT_MODEL)
+    check_against_model(settings, cameras, proprio)  # the file works with the default model as it is
     launched = settings_from_flat({**values, **parameter_overrides("", "", "", "true")})
-    assert launched.model.path == DEFAULT_MODEL  # no download
-    # the default model's cameras, whatever the robot file says (it describes a real checkpoint)
-    assert launched.camera.wrist == (VLAConfig.from_file(EMBEDDED_DIR / "config.json").num_cameras == 2)
-    assert "camera.wrist" not in parameter_overrides("/x", "", "", "true")
-    assert set(parameter_overrides("/x", "fastv", "0.5", "false")) <= set(declared)
+    assert launched == settings  # empty launch arguments keep the file's values
+    assert set(parameter_overrides("/x", "fastv", "0.5", "false")) <= set(flat_defaults())
     assert set(spec.remappings) <= NODE_TOPICS
+
+
+def test_a_configuration_that_can_never_act_is_refused_with_the_fix():
+    values = load_param_file(ROOT / "config" / "widowx.yaml")
+    cameras, proprio = model_inputs(DEFAULT_MODEL)
+    with pytest.raises(SettingsError, match="camera.wrist=false gives 1 camera.*: set camera.wrist: true"):
+        check_against_model(settings_from_flat({**values, "camera.wrist": False}), cameras, proprio)
+    with pytest.raises(SettingsError, match="needs the end-effector pose as proprio.*set pose_feedback: true"):
+        check_against_model(settings_from_flat({**values, "pose_feedback": False}), cameras, proprio)
+    with pytest.raises(SettingsError, match="expects 1: set camera.wrist: false"):
+        check_against_model(settings_from_flat(values), 1, 0)  # a one-camera checkpoint such as OpenVLA-7B
 
 
 def test_widowx_follows_bridge_conventions():
     s = settings_from_flat(load_param_file(ROOT / "config" / "widowx.yaml"))
     assert (s.safety.max_translation_step, s.safety.max_rotation_step, s.control.rate_hz) == (0.05, 0.25, 5.0)
-    assert (s.safety.gripper_min, s.safety.gripper_max, s.model.unnorm_key) == (0.0, 1.0, "bridge_orig")
+    assert (s.safety.gripper_min, s.safety.gripper_max) == (0.0, 1.0)
+    assert "unnorm_key: bridge_orig" in (ROOT / "config" / "widowx.yaml").read_text()  # the OpenVLA-7B note
     f = settings_from_flat(load_param_file(ROOT / "config" / "franka.yaml"))
     assert f.control.action_frame == "fr3_link0" and f.pose_feedback and f.control.rate_hz == 15.0
+
+
+def test_parsing_the_launch_files_imports_neither_torch_nor_transformers():
+    code = """
+import runpy, sys
+from vla_pruner_ros.ros import launch_common
+for robot in ('franka', 'widowx', 'sim'):
+    runpy.run_path(f'launch/{robot}.launch.py')
+launch_common.parameter_overrides('', 'fastv', '0.5', 'true')
+launch_common.sim_parameters({'family': 'pick', 'color': 'red', 'shape': 'cube', 'seed': '0',
+                              'action_source': 'action_chunk', 'model_path': '', 'method': 'fastv',
+                              'keep_ratio': '0.25'})
+print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_launch_arguments_are_the_documented_ones():

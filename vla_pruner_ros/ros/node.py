@@ -41,6 +41,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -119,7 +120,8 @@ class VLANode(LifecycleNode):
         if not period > 0:
             raise SettingsError(f"diagnostics_period_s={period} must be > 0")
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
-        self.create_timer(period, self._publish_diagnostics)
+        # on the steady clock: a simulation whose /clock stopped still shows why
+        self.create_timer(period, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         if self.get_parameter("autostart").value:
             self.start()
