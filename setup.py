@@ -8,6 +8,8 @@ PACKAGE = "vla_pruner_ros"
 
 ROS_WHEELS = [  # ROS 2 Jazzy from PyPI, for machines without a system ROS
     "ros-jazzy-rclpy",
+    "ros-jazzy-lifecycle-msgs",  # vla_node is a managed (lifecycle) node
+    "ros-jazzy-rcl-lifecycle",
     "ros-jazzy-rmw-fastrtps-cpp",  # rclpy does not import without an RMW implementation
     "ros-jazzy-std-msgs",
     "ros-jazzy-std-srvs",

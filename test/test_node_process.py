@@ -125,6 +125,8 @@ OLD_ROBOT_FILE = """vla_node:
     (["--params-file", "config/widowx.yaml", "-p", "model.path:=/no/such/model"],
      "'/no/such/model' is neither a checkpoint directory nor a preset"),
     (["--params-file", "config/widowx.yaml", "-p", "pruning.method:=fastvv"], "pruning.method='fastvv' is unknown"),
+    (["--params-file", "config/widowx.yaml", "-p", "pruning.keep_ratio:=1.5"],
+     "pruning.keep_ratio=1.5 must be in (0, 1]"),
     (["--params-file", "config/widowx.yaml", "-p", "camera.wrist:=false"],
      "camera.wrist=false gives 1 camera(s), but the model 'embedded' expects 2: set camera.wrist: true"),
     (["--params-file", "config/widowx.yaml", "-p", "pose_feedback:=false"],

@@ -104,3 +104,15 @@ def test_config_errors():
         PolicyConfig(dt=0)
     with pytest.raises(SettingsError, match="below the model's 4 decoder layers"):
         VLAPolicy(model, tok, build_pruner("fastv", keep_ratio=0.5, layer=4))
+
+
+def test_a_step_prints_no_deprecation_warning():
+    """transformers' decoder layers are called with their current arguments (no FutureWarning for users)."""
+    import warnings
+
+    for head in ("tokens", "chunk"):
+        model, tok = tiny(head)
+        policy = VLAPolicy(model, tok, build_pruner("fastv", keep_ratio=0.5, layer=2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            policy.step(Observation([frames(1)[0]], "pick up the red cube"))

@@ -250,22 +250,77 @@ def test_fast_camera_keeps_one_pending_frame_and_counts_drops(harness_factory):
     assert int(h.latest_diag()["frames_dropped"]) == dropped
 
 
-def test_invalid_parameters_stop_start_up():
-    from vla_pruner_ros.ros.node import main
+def test_lifecycle_transitions_through_the_real_services(harness_factory):
+    """configure / activate / deactivate / cleanup / shutdown through ~/change_state, and what the node
+    publishes in each state; a failed configure leaves it unconfigured with the reason in diagnostics."""
+    from geometry_msgs.msg import PoseStamped
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
 
-    for args, match in [
-        (["-p", "pruning.method:=fastvv"], "pruning.method='fastvv' is unknown"),
-        (["-p", "pruning.keep_ratio:=1.5"], "pruning.keep_ratio=1.5 must be in (0, 1]"),
-        (["-p", "model.path:=/nonexistent/model"], "neither a checkpoint directory nor a preset"),
-    ]:
-        import subprocess
-        import sys
+    params = {**FAST, "autostart": False, "dry_run": False, "pose_feedback": True, "diagnostics_period_s": 0.2,
+              "safety.workspace_min": [-2.0, -2.0, -2.0], "safety.workspace_max": [2.0, 2.0, 2.0]}
+    h = harness_factory(params)
+    base = f"{h.ns}/vla_node"
+    change = h.tester.create_client(ChangeState, f"{base}/change_state")
+    get = h.tester.create_client(GetState, f"{base}/get_state")
+    frame = frames(1)[0]
 
-        out = subprocess.run([sys.executable, "-m", "vla_pruner_ros.ros.node", "--ros-args", *args],
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 2, out.stderr
-        assert match in out.stderr and "Traceback" not in out.stderr
-    del main
+    def state() -> str:
+        return h.call(get, GetState.Request()).current_state.label
+
+    def transition(tid: int) -> bool:
+        return h.call(change, ChangeState.Request(transition=Transition(id=tid))).success
+
+    def feed(seconds: float) -> None:
+        def make(_n):
+            pose = PoseStamped()
+            pose.header.stamp = h.now()
+            pose.pose.position.z, pose.pose.orientation.w = 0.3, 1.0
+            h.pose_pub.publish(pose)
+            return image_msg(frame, stamp=h.now())
+
+        h.publish_frames(make, seconds, 20)
+
+    assert state() == "unconfigured" and h.node.policy is None
+    feed(0.6)
+    assert h.chunks == [] and h.latest_diag()["_message"] == "unconfigured: waiting for configure"
+
+    assert transition(Transition.TRANSITION_CONFIGURE) and state() == "inactive"
+    assert h.node.policy is not None
+    feed(0.6)
+    assert h.chunks == [] and h.targets == [], "an inactive node published"
+    assert h.latest_diag()["_message"] == "inactive: not planning"
+
+    assert transition(Transition.TRANSITION_ACTIVATE) and state() == "active"
+    feed(1.5)
+    assert wait_for(lambda: len(h.chunks) >= 2 and len(h.targets) >= 3), "no output while active"
+
+    assert transition(Transition.TRANSITION_DEACTIVATE) and state() == "inactive"
+    time.sleep(0.3)
+    n_chunks, n_targets, last = len(h.chunks), len(h.targets), h.targets[-1].pose
+    feed(0.8)
+    assert len(h.chunks) == n_chunks and len(h.targets) == n_targets, "a deactivated node published"
+    assert last == h.node._held[0].pose  # the last target, held
+
+    assert transition(Transition.TRANSITION_ACTIVATE) and state() == "active"
+    feed(1.2)
+    assert wait_for(lambda: len(h.chunks) > n_chunks), "no chunks after re-activation"
+
+    assert transition(Transition.TRANSITION_DEACTIVATE) and transition(Transition.TRANSITION_CLEANUP)
+    assert state() == "unconfigured" and h.node.policy is None and h.node.core is None
+
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    setp = h.tester.create_client(SetParameters, f"{base}/set_parameters")
+    bad = ParameterMsg(name="model.path", value=ParameterValue(type=ParameterType.PARAMETER_STRING,
+                                                               string_value="/no/such/model"))
+    assert h.call(setp, SetParameters.Request(parameters=[bad])).results[0].successful  # allowed when unconfigured
+    assert not transition(Transition.TRANSITION_CONFIGURE) and state() == "unconfigured"
+    assert wait_for(lambda: h.diags and "configure failed: model '/no/such/model'" in h.diags[-1]["_message"])
+
+    assert transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN) and state() == "finalized"
 
 
 def test_bench_node_smoke():

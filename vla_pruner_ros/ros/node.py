@@ -109,7 +109,7 @@ class VLANode(LifecycleNode):
         self._was_armed = False
         self._held: tuple[PoseStamped, float] | None = None
         self._outputs: list = []
-        self._services: list = []
+        self._served: list = []
         self._inputs: list = []
         self._tick_timer = None
         self._planner: threading.Thread | None = None
@@ -176,7 +176,7 @@ class VLANode(LifecycleNode):
             self.target_pub = self.create_lifecycle_publisher(PoseStamped, "~/ee_target", 10)
             self.gripper_pub = self.create_lifecycle_publisher(Float64, "~/gripper", 10)
             self._outputs += [self.traj_pub, self.target_pub, self.gripper_pub]
-        self._services = [self.create_service(Trigger, "~/reset", self._on_reset),
+        self._served = [self.create_service(Trigger, "~/reset", self._on_reset),
                           self.create_service(SetBool, "~/enable", self._on_enable)]
         self.get_logger().info(
             f"configured: model={s.model.path} head={mcfg.head} cameras={mcfg.num_cameras} method={s.pruning.method} "
@@ -255,9 +255,9 @@ class VLANode(LifecycleNode):
     def _release(self) -> None:
         for pub in self._outputs:
             self.destroy_lifecycle_publisher(pub)
-        for srv in self._services:
+        for srv in self._served:
             self.destroy_service(srv)
-        self._outputs, self._services = [], []
+        self._outputs, self._served = [], []
         self.policy = self.core = None
         self._held = None
         gc.collect()

@@ -82,21 +82,19 @@ def init(args: Sequence[str] | None, declared: dict[str, Any] | None = None) -> 
 
 
 def run_node(make: Callable[[], Node], name: str, args: list[str] | None = None,
-             declared: dict[str, Any] | None = None, start: Callable[[Node], None] | None = None) -> int:
+             declared: dict[str, Any] | None = None) -> int:
     """Exit status 2 with ``name: error: ...`` for a start-up error; 0 on a signal or shutdown.
 
-    ``start(node)`` runs after construction (e.g. a lifecycle node's configure and activate). One
-    executor thread: rclpy's MultiThreadedExecutor contends for the GIL with the nodes' worker threads
+    ``declared``: the node's parameters and defaults, to check ``--params-file`` and ``-p`` by rcl's
+    rules first. One executor thread: rclpy's MultiThreadedExecutor contends for the GIL with the nodes' worker threads
     so hard that a 60 Hz camera made a 0.2 s policy tick take seconds (measured); the callbacks here
     are light and the heavy work runs on each node's own thread.
     """
     node = None
     try:
         init(args, declared)
+        executor = SingleThreadedExecutor()  # before the (slow) node: a signal may come at any moment
         node = make()
-        if start is not None:
-            start(node)
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
