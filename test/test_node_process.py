@@ -187,6 +187,10 @@ def test_resets_and_instruction_changes_during_plans_never_stop_the_planner(test
         assert t.feed_until(lambda: bool(t.diags) and int(t.diags[-1][1]["bad_messages"]) >= 3, 10.0, cameras=1,
                             pose=False), str({k: v for k, v in t.diags[-1][1].items() if k.startswith("bad")})
         values = t.diags[-1][1]
+        n = len(t.chunks)
+        t.feed_until(lambda: len(t.chunks) > n, 10.0, hz=20.0, cameras=1, pose=False)
+        t.publish_inputs(0, cameras=1, pose=False)  # SIGINT while a plan is being computed
+        time.sleep(0.1)
     finally:
         out = _stopped_cleanly(proc)
     for arrived, msg in t.chunks:

@@ -31,7 +31,8 @@ def test_shipped_file_lists_every_parameter_with_its_default():
             else:
                 assert values[name] == f.default and type(values[name]) is type(f.default), name
     assert set(values) <= {f"pruning.{m}.{f.name}" for m, c in METHOD_CONFIGS.items()
-                           for f in dataclasses.fields(c)} | {"pruning.method", "pruning.keep_ratio", "pruning.layer"}
+                           for f in dataclasses.fields(c)} | {"pruning.method", "pruning.keep_ratio", "pruning.layer",
+                                                                     "pruning.warmup_ticks"}
 
 
 def test_every_method_builds_from_the_file():

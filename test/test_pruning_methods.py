@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import frames, tiny
 
-from vla_pruner_ros.policy import Observation, VLAPolicy
+from vla_pruner_ros.policy import Observation, PolicyConfig, VLAPolicy
 from vla_pruner_ros.pruning import PRUNERS, PrunerConfigError, UnknownPrunerError, budget, build_pruner
 
 
@@ -43,7 +43,7 @@ def test_invalid_parameters_are_named(method, params, match):
 
 def test_paper_defaults():
     vp = build_pruner("vla_pruner").config
-    assert (vp.layer, vp.window, vp.gamma, vp.semantic_query, vp.warmup) == (3, 3, 0.8, "all", True)
+    assert (vp.layer, vp.window, vp.gamma, vp.semantic_query) == (3, 3, 0.8, "all")
     iap = build_pruner("vla_iap").config
     assert (iap.theta, iap.temporal_weight, iap.layer) == (0.05, 0.5, 0)
     assert build_pruner("fastv").config.layer == 3 and build_pruner("divprune").config.layer == 0
@@ -75,7 +75,7 @@ def _params(method: str, keep: float) -> dict:
 @pytest.mark.parametrize("method", sorted(PRUNERS))
 @pytest.mark.parametrize("head", ["tokens", "chunk"])
 def test_every_method_for_20_ticks(method, head, monkeypatch):
-    """Exact budget after warm-up, indices unique and in range, bounded state, resets clear history."""
+    """Exact budget from the first tick, indices unique and in range, bounded state, resets clear history."""
     model, tok = tiny(head, 2)
     keeps: list[torch.Tensor | None] = []
     predict = model.predict
@@ -96,15 +96,15 @@ def test_every_method_for_20_ticks(method, head, monkeypatch):
         assert s.tick == tick
         expected = [budget(s.keep_ratio, 64)] * 2
         assert s.tokens_kept == expected, (tick, s.keep_ratio)
-        if method != "none" and tick >= window:
-            assert s.keep_ratio == 0.25  # hybrid too: its interaction budget is the same by default
+        if method != "none":
+            assert s.keep_ratio == 0.25  # every tick; hybrid too: its interaction budget is the same by default
         keep = keeps[-1]
         if keep is not None:
             idx = keep[0]
             assert len(torch.unique(idx)) == len(idx) and int(idx.min()) >= 0 and int(idx.max()) < 128
         sizes.append(policy.state.nbytes())
     if window:
-        assert policy.state.window_full(2) and all(len(c.attention) == window for c in policy.state.cameras)
+        assert len(policy.state.cameras) == 2 and all(len(c.attention) == window for c in policy.state.cameras)
     assert max(sizes[5:]) == sizes[-1] == max(sizes), "state must stop growing"
     snapshot = policy.state_dict()
     assert snapshot["tick"] == 20
@@ -120,21 +120,40 @@ def test_every_method_for_20_ticks(method, head, monkeypatch):
     assert all(len(c.attention) <= 1 for c in policy.state.cameras)
 
 
-def test_vla_pruner_warms_up_unpruned_then_prunes():
+@pytest.mark.parametrize("method", ["random", "fastv", "vla_pruner", "hybrid"])
+def test_a_warm_up_is_the_policys_and_the_same_for_every_method(method):
     model, tok = tiny("chunk")
-    policy = VLAPolicy(model, tok, build_pruner("vla_pruner", keep_ratio=0.25, layer=2, window=3))
-    kept = [policy.step(Observation([f], "pick up the red cube")).stats.tokens_kept[0] for f in frames(6)]
-    assert kept == [64, 64, 64, 16, 16, 16]
+    params = {**_params(method, 0.25), "layer": 2} if method != "random" else _params(method, 0.25)
+    cold = VLAPolicy(model, tok, build_pruner(method, **params))
+    kept = [cold.step(Observation([f], "pick up the red cube")).stats.tokens_kept[0] for f in frames(5)]
+    assert kept == [16] * 5  # the budget from the first tick: no per-method warm-up
+    warm = VLAPolicy(model, tok, build_pruner(method, **params), PolicyConfig(warmup_ticks=3))
+    kept = [warm.step(Observation([f], "pick up the red cube")).stats.tokens_kept[0] for f in frames(5)]
+    assert kept == [64, 64, 64, 16, 16]
+    warm.reset()
+    assert warm.step(Observation([frames(1)[0]], "pick up the red cube")).stats.tokens_kept == [64]
 
 
 def test_warm_up_ticks_equal_the_unpruned_model():
     model, tok = tiny("tokens")
-    pruned = VLAPolicy(model, tok, build_pruner("vla_pruner", keep_ratio=0.25, layer=2))
+    pruned = VLAPolicy(model, tok, build_pruner("vla_pruner", keep_ratio=0.25, layer=2), PolicyConfig(warmup_ticks=3))
     plain = VLAPolicy(model, tok)
     for f in frames(3):
         a = pruned.step(Observation([f], "pick up the red cube")).actions
         b = plain.step(Observation([f], "pick up the red cube")).actions
         assert np.array_equal(a, b)
+    assert len(pruned.state.cameras[0].attention) == 3  # the history filled during the warm-up
+
+
+def test_vla_pruner_without_history_keeps_the_semantic_top_tokens():
+    """An episode's first tick has no action history: the selection is the semantic top-M~, the same
+    tokens FastV keeps when both read the last prompt row at the same layer."""
+    model, tok = tiny("chunk")
+    keeps = {}
+    for method, params in (("vla_pruner", {"semantic_query": "last"}), ("fastv", {})):
+        policy = VLAPolicy(model, tok, build_pruner(method, keep_ratio=0.25, layer=2, **params))
+        keeps[method] = policy.step(Observation([frames(1)[0]], "pick up the red cube")).kept_tokens[0]
+    assert len(keeps["fastv"]) == 16 and np.array_equal(keeps["vla_pruner"], keeps["fastv"])
 
 
 def test_random_is_seeded_per_episode():
@@ -151,7 +170,7 @@ def test_hybrid_deadline_lowers_the_keep_ratio_online():
     pruner = build_pruner("hybrid", keep_ratio=0.5, layer=2, deadline_ms=1e-3, min_keep_ratio=0.1)
     policy = VLAPolicy(model, tok, pruner)
     stats = [policy.step(Observation([f], "pick up the red cube")).stats for f in frames(6)]
-    assert [s.keep_ratio for s in stats[:3]] == [1.0, 1.0, 1.0]  # warm-up
+    assert stats[0].keep_ratio == 0.5  # no latency measured yet
     assert stats[3].keep_ratio == 0.1 and stats[3].tokens_kept == [budget(0.1, 64)]  # an unmeetable deadline
     assert len(policy.state.latency) == 6
     relaxed = VLAPolicy(model, tok, build_pruner("hybrid", keep_ratio=0.5, layer=2, deadline_ms=1e6))

@@ -115,7 +115,7 @@ def _selection(attention: np.ndarray, m: int = 64) -> SelectionInput:
 def _hybrid_phase_run(**params) -> tuple[list[float], list[int], list[str]]:
     """Five ticks: motion elsewhere, then on the attended block for three ticks, then elsewhere."""
     cfg = preset("tiny")  # 8 x 8 grid, 64 tokens, 4 layers
-    pruner = build_pruner("hybrid", keep_ratio=0.75, layer=2, warmup=False, enter_ticks=2, exit_ticks=1, **params)
+    pruner = build_pruner("hybrid", keep_ratio=0.75, layer=2, enter_ticks=2, exit_ticks=1, **params)
     state = pruner.new_state()
     region = np.zeros(64, np.float32)
     region[[18, 19, 26, 27]] = 1.0  # semantic attention and motion on the same 2 x 2 patch block

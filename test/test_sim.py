@@ -375,11 +375,13 @@ def test_eval_set_passes_method_parameters_to_every_row(tmp_path, capsys):
         rep = json.loads(out.read_text())
         return rep["rows"][1]["tokens_kept"], rep["meta"]["params"]
 
-    warm, params = tokens()
-    cold, params_cold = tokens("--set", "pruning.vla_pruner.warmup=false")
+    cold, params = tokens()
+    window, params_window = tokens("--set", "pruning.vla_pruner.window=1")
     grid = 64  # tiny: 8 x 8 patches, one camera
-    assert params == {} and params_cold == {"pruning.vla_pruner.warmup": False}
-    assert cold == 0.25 * grid < warm  # without the warm-up every tick is pruned
+    assert params == {} and params_window == {"pruning.vla_pruner.window": 1}
+    assert cold == window == 0.25 * grid  # every tick spends the budget
+    warm, _ = tokens("--set", "pruning.warmup_ticks=3")
+    assert warm > cold  # the policy's warm-up (for every row alike) keeps every token at first
     assert main(["eval", "--model", "tiny", "--set", "pruning.keep_ratio=0.5"]) == 2
     assert "eval sets it per row; use --methods, --keep or --layer" in capsys.readouterr().err
     assert main(["eval", "--model", "tiny", "--set", "window"]) == 2

@@ -28,7 +28,7 @@ def build_settings_pruner(settings: NodeSettings, model_layer: int | None = None
 
 def policy_config(settings: NodeSettings) -> PolicyConfig:
     return PolicyConfig(unnorm_key=settings.model.unnorm_key or None, action_names=tuple(settings.action_names),
-                        dt=settings.control.dt)
+                        dt=settings.control.dt, warmup_ticks=settings.pruning.warmup_ticks)
 
 
 def build_policy(settings: NodeSettings, model=None, tokenizer=None) -> VLAPolicy:

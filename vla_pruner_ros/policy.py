@@ -75,16 +75,21 @@ class PolicyConfig:
         action_names: a name per action dimension (published as joint_names).
         dt: duration of one action step (s).
         use_cache: KV-cached decoding for the tokens head.
+        warmup_ticks: the first ticks of each episode run unpruned, whatever the method (0: every
+            tick spends the method's budget). A policy setting, so every method gets the same.
     """
 
     unnorm_key: str | None = None
     action_names: tuple[str, ...] = DEFAULT_ACTION_NAMES
     dt: float = 0.2
     use_cache: bool = True
+    warmup_ticks: int = 0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.dt, (int, float)) and self.dt > 0 and math.isfinite(self.dt)):
             raise SettingsError(f"dt={self.dt!r} must be a positive number of seconds")
+        if isinstance(self.warmup_ticks, bool) or not isinstance(self.warmup_ticks, int) or self.warmup_ticks < 0:
+            raise SettingsError(f"warmup_ticks={self.warmup_ticks!r} must be an integer >= 0")
 
 
 class VLAPolicy:
@@ -186,7 +191,7 @@ class VLAPolicy:
         mcfg = self.model.config
         images = [np.asarray(im) for im in obs.images]
         pixel_values = preprocess_images(images, mcfg).unsqueeze(0)  # (1, cams, 6, S, S)
-        spec = self.pruner.prune_spec(mcfg, self.state, images)
+        spec = self.pruner.prune_spec(mcfg, self.state, images, warmup=self.state.tick < self.config.warmup_ticks)
         pred = self.model.predict(pixel_values, self._input_ids, self._proprio_tensor(obs.proprio), spec,
                                   use_cache=self.config.use_cache)
         normalized = pred.actions[0].float().cpu().numpy().astype(np.float64)  # (T, A)

@@ -86,6 +86,7 @@ class PruningSettings:
     method: str = "none"
     keep_ratio: float = 1.0
     layer: int = -1
+    warmup_ticks: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ DESCRIPTIONS: dict[str, str] = {
     "pruning.keep_ratio": "share of each camera's visual tokens kept, in (0, 1]",
     "pruning.layer": "pruning layer K; -1 = the model's prune_layer (config.json) if it names one, else the "
                      "method's default",
+    "pruning.warmup_ticks": "the first ticks of each episode run unpruned, for every method alike (0: none)",
     "control.rate_hz": "control tick rate (Hz); one action step per tick",
     "control.replan_steps": "executed steps between new chunks; 0 = the chunk length (open loop, as OFT)",
     "control.blend": "weight of the older chunk where a new one overlaps it; 0 = replace",
@@ -240,6 +242,8 @@ def validate(settings: NodeSettings) -> None:
         raise SettingsError(f"pruning.method={p.method!r} is unknown; valid methods: {sorted(METHOD_CONFIGS)}")
     if not 0.0 < p.keep_ratio <= 1.0:
         raise SettingsError(f"pruning.keep_ratio={p.keep_ratio} must be in (0, 1]")
+    if p.warmup_ticks < 0:
+        raise SettingsError(f"pruning.warmup_ticks={p.warmup_ticks} must be >= 0")
     if not settings.model.path:
         raise SettingsError("model.path is empty; give a checkpoint directory or a preset name")
     if settings.model.head not in ("", "tokens", "chunk"):

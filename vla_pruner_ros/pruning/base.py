@@ -36,6 +36,7 @@ class TickContext:
     images: list[np.ndarray] | None
     keep_ratio: float
     priors: list[dict[str, np.ndarray]] = field(default_factory=list)  # per camera, method-specific
+    warmup: bool = False  # the policy's unpruned warm-up tick: every token is kept
 
 
 @dataclass
@@ -110,12 +111,14 @@ class Pruner(abc.ABC):
         self.action_layer(model_config)
 
     def prune_spec(self, model_config: VLAConfig, state: TemporalState,
-                   images: list[np.ndarray] | None = None) -> PruneSpec | None:
-        """The pruning of the coming forward pass, or None to run the model unpruned."""
+                   images: list[np.ndarray] | None = None, warmup: bool = False) -> PruneSpec | None:
+        """The pruning of the coming forward pass, or None to run the model unpruned. ``warmup``: keep
+        every token this tick (the policy's warm-up, the same for every method); the method still
+        prepares and observes as usual, so its history fills."""
         self.validate(model_config)
         state.camera(model_config.num_cameras - 1)  # one CameraState per camera
-        ctx = TickContext(model_config, state, images, 1.0)
-        ctx.keep_ratio = self.tick_keep_ratio(ctx)
+        ctx = TickContext(model_config, state, images, 1.0, warmup=warmup)
+        ctx.keep_ratio = 1.0 if warmup else self.tick_keep_ratio(ctx)
         self.prepare(ctx)
         state.keep_ratio = ctx.keep_ratio
         action_layer = self.action_layer(model_config)
@@ -125,6 +128,8 @@ class Pruner(abc.ABC):
 
     def _select_all(self, ctx: TickContext, inp: SelectionInput) -> torch.Tensor:
         self.on_selection(ctx, inp)
+        if ctx.warmup:
+            ctx.keep_ratio = 1.0
         ctx.state.keep_ratio = ctx.keep_ratio
         kept = []
         for cam, (start, end) in enumerate(inp.layout.visual):

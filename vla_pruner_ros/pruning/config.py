@@ -89,14 +89,18 @@ class VLAPrunerConfig(PrunerConfig):
             ``(L - 1) // 2`` (15 of 32, as the official code).
         window: w, ticks of action attention kept (paper default 3).
         gamma: decay of older ticks (paper default 0.8; 0.6..0.9 reported stable).
-        warmup: run unpruned until the window is full (the paper does).
+
+    No per-method warm-up (the paper runs unpruned until the window holds ``w`` ticks): every tick
+    spends the budget, so methods compare at the same one. Until the window fills, the action
+    estimate covers the ticks there are, and with no history at all (an episode's first tick) the
+    candidates are the semantic top-M~ alone. An unpruned warm-up, when wanted, is the policy's
+    ``warmup_ticks``, for every method alike.
     """
 
     semantic_query: str = "all"
     action_layer: int | None = None
     window: int = 3
     gamma: float = 0.8
-    warmup: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -52,9 +52,6 @@ class HybridPruner(VLAPrunerPruner):
 
     def on_selection(self, ctx: TickContext, inp: SelectionInput) -> None:
         phase = update_interaction(ctx, self.config, inp.attention[0].float().cpu().numpy())
-        if self.warming_up(ctx):
-            ctx.keep_ratio = 1.0
-            return
         ratio = float(self.config.keep_ratio) if phase == APPROACH else self.config.interaction_ratio
         if self.config.deadline_ms is not None:
             cap = deadline_ratio(list(ctx.state.latency), ctx.model_config.num_visual_tokens, self.config.deadline_ms)

@@ -20,7 +20,7 @@ class NonePruner(Pruner):
         """Nothing to check: the unpruned model runs on any depth."""
 
     def prune_spec(self, model_config: VLAConfig, state: TemporalState,
-                   images: list[np.ndarray] | None = None) -> PruneSpec | None:
+                   images: list[np.ndarray] | None = None, warmup: bool = False) -> PruneSpec | None:
         state.keep_ratio = 1.0
         return None
 

@@ -68,9 +68,6 @@ class TemporalState:
             self.cameras.append(CameraState(attention=deque(maxlen=self.window)))
         return self.cameras[index]
 
-    def window_full(self, num_cameras: int) -> bool:
-        return all(len(self.camera(c).attention) >= self.window for c in range(num_cameras))
-
     def summary(self) -> dict[str, Any]:
         return {"tick": self.tick, "phase": self.phase, "iou": round(float(self.iou), 4),
                 "keep_ratio": round(float(self.keep_ratio), 4),

@@ -10,8 +10,11 @@ Two relevance signals per visual token:
 
 Selection ("combine then filter"): ``C = top-M~(S_vl) ∪ top-M~(S^_act)``; if ``|C| > M~``, greedy
 max-min cosine diversity over the candidates' projector embeddings, seeded with the candidate whose
-nearest neighbour is farthest. No pruning until the window holds ``w`` ticks (warm-up); the window
-is cleared at each episode. Per-camera budgets. Action queries: the chunk head's action query rows;
+nearest neighbour is farthest. The window is cleared at each episode; until it fills, the estimate
+covers the ticks there are, and on an episode's first tick the semantic top-M~ is the selection (the
+paper runs unpruned until the window is full instead; here every tick spends the budget, so methods
+compare at the same one, and ``PolicyConfig.warmup_ticks`` gives every method the same unpruned
+warm-up when wanted). Per-camera budgets. Action queries: the chunk head's action query rows;
 for the tokens head the 7 decoded action tokens (the first is the last prompt row).
 """
 
@@ -44,12 +47,6 @@ class VLAPrunerPruner(Pruner):
         if layer >= model_config.num_layers:
             raise PrunerConfigError(f"action_layer={layer} must be below the model's {model_config.num_layers} layers")
         return layer
-
-    def warming_up(self, ctx: TickContext) -> bool:
-        return self.config.warmup and not ctx.state.window_full(ctx.model_config.num_cameras)
-
-    def tick_keep_ratio(self, ctx: TickContext) -> float:
-        return 1.0 if self.warming_up(ctx) else float(self.config.keep_ratio)
 
     def action_estimate(self, state: TemporalState, camera: int) -> np.ndarray | None:
         history = list(state.camera(camera).attention)

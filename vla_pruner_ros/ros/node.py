@@ -341,6 +341,8 @@ class VLANode(LifecycleNode):
                     self._record(outcome.plan)
                     self._publish_plan(outcome.plan)
             except Exception as err:  # a bug outside the policy: reported like any planning failure
+                if not self.context.ok():  # a signal shut the process's context down: nothing to publish to
+                    break
                 core.counters.plan_errors += 1
                 core.errors.record(err, "planner")
 
