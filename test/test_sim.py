@@ -425,3 +425,26 @@ def test_paired_difference_against_hand_computed_values():
     never, always = MethodResult("x", 1, {"pick": [False, False]}), MethodResult("n", 1, {"pick": [True, True]})
     delta, se = paired_difference(never, always)
     assert (delta, se) == (-1.0, 0.0)
+
+
+def test_eval_reports_the_effective_budget_and_flags_unmatched_rows(tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    args = ["eval", "--model", "tiny", "--methods", "random,vla_pruner", "--keep", "0.25", "--episodes", "1",
+            "--families", "push", "--json", str(out), "--quiet"]
+    assert main(args) == 0
+    rep = json.loads(out.read_text())
+    none, *pruned = rep["rows"]
+    assert none["effective_keep"] == 1.0 and [r["effective_keep"] for r in pruned] == [0.25, 0.25]
+    assert rep["unmatched_budgets"] == {}
+    text = capsys.readouterr()
+    assert "| random | 25.0% | 25.0% |" in text.out and "UNMATCHED" not in text.out and "warning" not in text.err
+    # a lower interaction budget for hybrid only: the rows no longer compare, and eval says so loudly
+    from vla_pruner_ros.sim.evaluate import markdown, unmatched_budgets
+
+    rows = [dict(r) for r in rep["rows"]]
+    rows[2]["effective_keep"] = 0.2
+    rep["unmatched_budgets"] = unmatched_budgets(rows)
+    rep["rows"] = rows
+    assert rep["unmatched_budgets"] == {"0.25": {"random": 0.25, "vla_pruner": 0.2}}
+    assert "| vla_pruner | 25.0% | 20.0% **UNMATCHED** |" in markdown(rep)
+    assert "**Budgets differ at keep 25.0%**" in markdown(rep)

@@ -309,6 +309,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
                    strip_episodes=args.strip_episodes, trace=args.trace)
     print(markdown(rep))
     write(rep, args.json, args.md)
+    for keep, spent in rep["unmatched_budgets"].items():
+        print(f"vla-pruner eval: warning: at keep {keep} the rows spent different budgets ("
+              + ", ".join(f"{m} {v:.3f}" for m, v in spent.items()) + "); they do not compare methods",
+              file=sys.stderr)
     return 0
 
 

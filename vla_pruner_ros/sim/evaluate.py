@@ -42,6 +42,7 @@ class MethodResult:
     latency_ms: list[float] = field(default_factory=list)
     flops: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
+    tokens_total: list[int] = field(default_factory=list)  # visual tokens before pruning, per plan
     plan_errors: int = 0  # plans that failed (reported in the log as they happened)
 
     def rate(self, family: str | None = None) -> float:
@@ -87,6 +88,7 @@ def run_episode(driver: PolicyDriver, env: TabletopEnv, task, seed: int, result:
             result.latency_ms.append(s.latency_ms["total"])
             result.flops.append(s.llm_flops_ratio)
             result.tokens.append(sum(s.tokens_kept))
+            result.tokens_total.append(sum(s.tokens_total))
             if frames is not None:
                 kept = plan.chunk.kept_tokens
                 frames.append((obs.image, None if kept is None else kept[0]))
@@ -184,6 +186,8 @@ def report(results: list[MethodResult], families: tuple[str, ...], meta: dict) -
             "delta_vs_none": round(100 * delta, 1), "delta_stderr": round(100 * delta_se, 1),
             "llm_flops_ratio": round(float(np.mean(r.flops)), 3) if r.flops else None,
             "tokens_kept": round(float(np.mean(r.tokens)), 1) if r.tokens else None,
+            # the budget a row really spent: visual tokens kept / tokens, over every plan
+            "effective_keep": round(float(np.sum(r.tokens) / np.sum(r.tokens_total)), 4) if r.tokens else None,
             "tick_ms": round(lat, 1), "speedup": round(ref_lat / lat, 2) if lat else None,
             "plan_errors": r.plan_errors,
             # per episode (1 = success), same order in every row: for paired comparisons between methods
@@ -191,7 +195,22 @@ def report(results: list[MethodResult], families: tuple[str, ...], meta: dict) -
         })
     rep = {"meta": meta, "families": list(families), "rows": rows}
     rep["pairwise"] = pairwise(rep)
+    rep["unmatched_budgets"] = unmatched_budgets(rows)
     return rep
+
+
+BUDGET_TOLERANCE = 0.02  # rows at one keep ratio compare only if their effective budgets agree this closely
+
+
+def unmatched_budgets(rows: list[dict]) -> dict:
+    """``{keep: {method: effective keep}}`` for each keep ratio whose rows spent budgets more than
+    ``BUDGET_TOLERANCE`` apart (relative): their success rates are not a comparison of methods."""
+    out = {}
+    for keep in sorted({r["keep"] for r in rows if r["keep"] < 1}, reverse=True):
+        spent = {r["method"]: r["effective_keep"] for r in rows if r["keep"] == keep and r["effective_keep"]}
+        if spent and max(spent.values()) > (1 + BUDGET_TOLERANCE) * min(spent.values()):
+            out[str(keep)] = spent
+    return out
 
 
 def pairwise(rep: dict) -> dict:
@@ -213,14 +232,22 @@ def pairwise(rep: dict) -> dict:
 
 def markdown(rep: dict) -> str:
     fams = rep["families"]
-    head = ("| method | keep | " + " | ".join(fams) + " | avg (± s.e.) | rel. | vs none (± paired s.e.) | LLM FLOPs | "
-            "tokens | tick ms | speedup |")
-    lines = [head, "|" + "---|" * (len(fams) + 9)]
+    head = ("| method | keep | effective keep | " + " | ".join(fams) + " | avg (± s.e.) | rel. | vs none (± paired s.e.) "
+            "| LLM FLOPs | tokens | tick ms | speedup |")
+    lines = [head, "|" + "---|" * (len(fams) + 10)]
+    unmatched = rep.get("unmatched_budgets", {})
     for r in rep["rows"]:
-        lines.append(f"| {r['method']} | {100 * r['keep']:.1f}% | " + " | ".join(f"{r['success'][f]:.1f}" for f in fams)
+        flag = " **UNMATCHED**" if str(r["keep"]) in unmatched else ""
+        eff = f"{100 * r['effective_keep']:.1f}%" if r.get("effective_keep") is not None else "-"
+        lines.append(f"| {r['method']} | {100 * r['keep']:.1f}% | {eff}{flag} | "
+                     + " | ".join(f"{r['success'][f]:.1f}" for f in fams)
                      + f" | {r['success_avg']:.1f} ± {r['stderr_avg']:.1f} | {r['relative_success']} | "
                        f"{r['delta_vs_none']:+.1f} ± {r['delta_stderr']:.1f} | {r['llm_flops_ratio']} | "
                        f"{r['tokens_kept']} | {r['tick_ms']} | {r['speedup']}x |")
+    for keep, spent in unmatched.items():
+        lines += ["", f"**Budgets differ at keep {100 * float(keep):.1f}%** (effective keep "
+                  + ", ".join(f"{m} {100 * v:.1f}%" for m, v in spent.items())
+                  + f", more than {100 * BUDGET_TOLERANCE:.0f}% apart): these rows do not compare methods."]
     for keep, table in rep.get("pairwise", {}).items():
         methods = list(table)
         lines += ["", f"Keep {100 * float(keep):.1f}%: row minus column, points of success (± paired s.e.)", "",
