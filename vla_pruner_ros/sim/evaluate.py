@@ -232,8 +232,8 @@ def pairwise(rep: dict) -> dict:
 
 def markdown(rep: dict) -> str:
     fams = rep["families"]
-    head = ("| method | keep | effective keep | " + " | ".join(fams) + " | avg (± s.e.) | rel. | vs none (± paired s.e.) "
-            "| LLM FLOPs | tokens | tick ms | speedup |")
+    head = ("| method | keep | effective keep | " + " | ".join(fams) + " | avg (± s.e.) | rel. "
+            "| vs none (± paired s.e.) | LLM FLOPs | tokens | tick ms | speedup |")
     lines = [head, "|" + "---|" * (len(fams) + 10)]
     unmatched = rep.get("unmatched_budgets", {})
     for r in rep["rows"]:
