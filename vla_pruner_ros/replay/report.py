@@ -74,6 +74,9 @@ def build_report(runs: dict[str, MethodRun], reference: tuple[np.ndarray, np.nda
             "visual_tokens_kept": {"mean": round(float(np.mean([sum(c.stats.tokens_kept) for c in run.chunks])), 2)
                                    if run.chunks else None,
                                    "of": sum(run.chunks[0].stats.tokens_total) if run.chunks else None},
+            # the budget the method really spent: tokens kept / tokens, over every chunk
+            "effective_keep": round(sum(sum(c.stats.tokens_kept) for c in run.chunks)
+                                    / sum(sum(c.stats.tokens_total) for c in run.chunks), 4) if run.chunks else None,
             "llm_flops_ratio": round(float(np.mean([c.stats.llm_flops_ratio for c in run.chunks])), 4)
             if run.chunks else None,
             "phase_timeline": phases,
@@ -95,7 +98,7 @@ def format_table(report: dict[str, Any]) -> str:
     def num(x: float | None, fmt: str) -> str:
         return "-" if x is None else format(x, fmt)
 
-    cols = (f"{'method':<11} {'chunks':>6} {'p50 ms':>8} {'p95 ms':>8} {'speedup':>8} {'tokens':>9} "
+    cols = (f"{'method':<11} {'chunks':>6} {'p50 ms':>8} {'p95 ms':>8} {'speedup':>8} {'tokens':>9} {'eff keep':>8} "
             f"{'dev 1st':>9} {'dev chunk':>9} {'err 1st':>9} {'err chunk':>9} {'phases':>6}")
     lines = [cols, "-" * len(cols)]
     for name, r in report["methods"].items():
@@ -107,7 +110,8 @@ def format_table(report: dict[str, Any]) -> str:
         lat = r["latency_ms"]
         lines.append(
             f"{name:<11} {r['chunks']:>6d} {num(lat['p50'], '.1f'):>8} {num(lat['p95'], '.1f'):>8} {speed:>8} "
-            f"{tokens:>9} {num(dev.get('first_step'), '.4f'):>9} {num(dev.get('chunk'), '.4f'):>9} "
+            f"{tokens:>9} {num(r['effective_keep'], '.3f'):>8} "
+            f"{num(dev.get('first_step'), '.4f'):>9} {num(dev.get('chunk'), '.4f'):>9} "
             f"{num(err.get('first_step'), '.4f'):>9} {num(err.get('chunk'), '.4f'):>9} {len(r['phase_timeline']):>6d}")
     return "\n".join(lines)
 
