@@ -36,7 +36,7 @@ def test_bench_writes_records(tmp_path, capsys):
         assert {"median_ms", "speedup", "flops_ratio", "select_ms", "peak_mem_mb", "floor_ms"} <= set(r)
         assert r["median_ms"] > 0 and r["floor_ms"] > 0
     assert records[0]["speedup"] == 1.0 and records[2]["tokens_kept"] == 16 and records[2]["flops_ratio"] < 1
-    assert data["meta"]["attn_implementation"] == "sdpa"
+    assert data["meta"]["attn_implementation"] == "sdpa_rows"  # transformers' SDPA plus the rows methods read
     assert "fastv" in capsys.readouterr().out
 
 

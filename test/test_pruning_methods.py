@@ -43,7 +43,7 @@ def test_invalid_parameters_are_named(method, params, match):
 
 def test_paper_defaults():
     vp = build_pruner("vla_pruner").config
-    assert (vp.layer, vp.window, vp.gamma, vp.semantic_query) == (3, 3, 0.8, "all")
+    assert (vp.layer, vp.window, vp.gamma, vp.semantic_query) == (3, 3, 0.8, "last")  # the authors' advice
     iap = build_pruner("vla_iap").config
     assert (iap.theta, iap.temporal_weight, iap.layer) == (0.05, 0.5, 0)
     assert build_pruner("fastv").config.layer == 3 and build_pruner("divprune").config.layer == 0

@@ -418,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=_floats, default=(1.0, 0.5, 0.25, 0.125))
     p.add_argument("--ticks", type=int, default=15, help="measured rounds per configuration")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--layer", type=int, default=None, help="pruning layer K (default: each method's own)")
+    p.add_argument("--layer", type=int, default=None,
+                   help="pruning layer K (default: the model's prune_layer if it names one, else each method's own)")
     p.add_argument("--cameras", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")

@@ -24,7 +24,7 @@ from ..model import load_model
 from ..model.modeling import SelectionInput
 from ..policy import Observation, VLAPolicy
 from ..progress import Progress
-from ..pruning import Pruner, build_pruner
+from ..pruning import METHOD_CONFIGS, Pruner, build_pruner
 from ..pruning.base import PrunerConfig, TickContext
 from ..synthetic import moving_square_frames
 
@@ -94,11 +94,14 @@ def run_bench(model: str = "small", head: str = "chunk", methods: tuple[str, ...
         if method == "none":
             continue
         for keep in keeps:
-            params = {"keep_ratio": keep} if layer is None else {"keep_ratio": keep, "layer": layer}
+            params = {"keep_ratio": keep}
+            k = layer if layer is not None else cfg.prune_layer  # as the node: the model's K when it names one
+            if k is not None and METHOD_CONFIGS[method]().layer > 0:
+                params["layer"] = k
             configs.append((method, keep, build_pruner(method, **params)))
     layers = sorted({p.config.layer for _, _, p in configs[1:]} or {3})
     configs += [("floor", float(k), _FloorPruner(PrunerConfig(layer=k))) for k in layers]
-    # Temporal methods run unpruned until their window is full: never time those ticks.
+    # Time temporal methods with a full window (their steady state), not an episode's first ticks.
     warmup = max(warmup, *(int(getattr(p.config, "window", 0)) for _, _, p in configs))
     policies = [VLAPolicy(vla, tokenizer, pruner) for _, _, pruner in configs]
     lat: list[list[float]] = [[] for _ in configs]

@@ -1,15 +1,68 @@
 """Attention masks for a (possibly pruned) layout, and attention probabilities for a few query rows.
 
 Every decoder layer runs SDPA. Where a pruning method needs attention probabilities, they are
-recomputed here for just the needed query rows against the layer's full key set:
-``softmax(q k^T / sqrt(d_h))`` with q and k after RoPE, averaged over heads (ALGORITHMS.md, mechanics 1).
+computed for just the needed query rows against the layer's full key set: ``softmax(q k^T /
+sqrt(d_h))`` with q and k after RoPE, averaged over heads (ALGORITHMS.md, mechanics 1). When the
+layer runs on the same tokens anyway, they come from inside it: the LLM's attention implementation
+``sdpa_rows`` is transformers' SDPA plus, for a layer asked with ``RowRequest``, those rows from the
+query and key states the layer has just projected (no second projection). Where the rows are needed
+before the layer runs (pruning before layer 0 from layer-0 attention), ``attention_rows`` recomputes
+them from the layer's inputs.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.models.llama.modeling_llama import repeat_kv, rotate_half
+
+ATTN_IMPLEMENTATION = "sdpa_rows"
+
+
+@dataclass
+class RowRequest:
+    """Rows whose head-averaged attention a layer should report while it runs (``probs``: (B, R, S))."""
+
+    rows: torch.Tensor  # (R,) query rows in the layer's current layout
+    allowed: torch.Tensor | None  # (B, R, S), True where the row may attend; None = every key
+    probs: torch.Tensor | None = None
+    seconds: float = 0.0  # spent computing them
+
+
+def request_rows(attn: nn.Module, request: RowRequest) -> RowRequest:
+    """Ask the attention module for ``request``'s rows on its next forward pass."""
+    attn.__dict__.setdefault("_row_requests", []).append(request)
+    return request
+
+
+def _sdpa_rows(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               attention_mask: torch.Tensor | None, scaling: float | None = None, **kwargs):
+    """transformers' SDPA attention, answering the module's pending ``RowRequest``s on the way."""
+    out = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    requests = module.__dict__.pop("_row_requests", None)
+    for request in requests or ():
+        t0 = time.perf_counter()
+        q = query[:, :, request.rows]  # (B, H, R, hd), after RoPE
+        request.probs = _row_probs(q, key, scaling if scaling is not None else module.scaling, request.allowed)
+        request.seconds = time.perf_counter() - t0
+    return out
+
+
+AttentionInterface.register(ATTN_IMPLEMENTATION, _sdpa_rows)
+
+
+def _row_probs(q: torch.Tensor, keys: torch.Tensor, scaling: float, allowed: torch.Tensor | None) -> torch.Tensor:
+    """Head-averaged softmax(q k^T * scaling) (B, R, S) of queries (B, H, R, hd) against keys (B, kv, S, hd)."""
+    k = repeat_kv(keys, q.shape[1] // keys.shape[1])  # (B, H, S, hd)
+    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scaling  # (B, H, R, S)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed.unsqueeze(1), float("-inf"))
+    return scores.softmax(dim=-1).mean(dim=1)
 
 
 def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -53,9 +106,4 @@ def attention_rows(attn: nn.Module, x_rows: torch.Tensor, cos_rows: torch.Tensor
     """
     b, r, _ = x_rows.shape
     q = attn.q_proj(x_rows).view(b, r, -1, attn.head_dim).transpose(1, 2)  # (B, H, R, hd)
-    q = rope(q, cos_rows, sin_rows)
-    k = repeat_kv(keys, q.shape[1] // keys.shape[1])  # (B, H, S, hd)
-    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * attn.scaling  # (B, H, R, S)
-    if allowed is not None:
-        scores = scores.masked_fill(~allowed.unsqueeze(1), float("-inf"))
-    return scores.softmax(dim=-1).mean(dim=1)  # (B, R, S)
+    return _row_probs(rope(q, cos_rows, sin_rows), keys, attn.scaling, allowed)

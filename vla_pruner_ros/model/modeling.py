@@ -29,7 +29,7 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 from ..errors import InputError
 from .actions import ActionTokenizer
-from .attention import attention_rows, layer_keys, layout_mask
+from .attention import ATTN_IMPLEMENTATION, RowRequest, attention_rows, layer_keys, layout_mask, request_rows
 from .config import VLAConfig
 from .errors import ConfigError
 from .vision import FusedVisionBackbone
@@ -211,7 +211,7 @@ class VLAModel(nn.Module):
         self.config = config
         self.vision_backbone = FusedVisionBackbone(config)
         self.projector = Projector(config.vision_dim, config.llm_dim)
-        llm_config = LlamaConfig(**config.text_config, attn_implementation="sdpa")
+        llm_config = LlamaConfig(**config.text_config, attn_implementation=ATTN_IMPLEMENTATION)
         self.language_model = LlamaForCausalLM(llm_config)
         self.action_head = ChunkActionHead(config) if config.head == "chunk" else None
         self.proprio_projector = ProprioProjector(config.proprio_dim, config.llm_dim) if config.proprio_dim else None
@@ -273,16 +273,23 @@ class VLAModel(nn.Module):
             return torch.arange(*layout.text)
         return torch.arange(layout.visual_start, layout.text[1])  # "all": every prefill row (visual + text)
 
-    def _attention(self, layer: nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                   kept: torch.Tensor, rows: torch.Tensor, is_action: torch.Tensor | None) -> torch.Tensor:
-        """Head-averaged attention (B, R, L') of layout rows ``rows`` at this layer, with its causal mask."""
-        x = layer.input_layernorm(h)
-        keys = layer_keys(layer.self_attn, x, cos, sin)
+    @staticmethod
+    def _allowed(kept: torch.Tensor, rows: torch.Tensor, is_action: torch.Tensor | None) -> torch.Tensor:
+        """Which keys (B, R, L') the layout rows ``rows`` attend to: causal, action rows among themselves."""
         kept_rows = kept[:, rows]  # (B, R) original indices of the query rows
         allowed = kept.unsqueeze(1) <= kept_rows.unsqueeze(2)  # (B, R, L') causal in original order
         if is_action is not None:
             allowed = allowed | (is_action[kept_rows].unsqueeze(2) & is_action[kept].unsqueeze(1))
-        return attention_rows(layer.self_attn, x[:, rows], cos[:, rows], sin[:, rows], keys, allowed)
+        return allowed
+
+    def _attention(self, layer: nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                   kept: torch.Tensor, rows: torch.Tensor, is_action: torch.Tensor | None) -> torch.Tensor:
+        """Head-averaged attention (B, R, L') of layout rows ``rows`` at this layer, recomputed from its
+        inputs (for when the rows are needed before the layer runs on these tokens)."""
+        x = layer.input_layernorm(h)
+        keys = layer_keys(layer.self_attn, x, cos, sin)
+        return attention_rows(layer.self_attn, x[:, rows], cos[:, rows], sin[:, rows], keys,
+                              self._allowed(kept, rows, is_action))
 
     def _to_visual(self, probs: torch.Tensor, kept: torch.Tensor, layout: Layout) -> torch.Tensor:
         """Sum of attention rows (B, R, L') scattered onto original visual indices (B, M); pruned ones 0."""
@@ -316,13 +323,22 @@ class VLAModel(nn.Module):
         action_attention = None
         n_action_rows = 0
         score_seconds = 0.0
+        semantic: RowRequest | None = None  # the semantic rows, answered by layer K-1 as it runs
+        for layer in self.layers:  # no request left over from a forward pass that failed
+            layer.self_attn.__dict__.pop("_row_requests", None)
         for i, layer in enumerate(self.layers):
             if prune is not None and i == prune.score_layer and prune.query != "none":
                 t0 = time.perf_counter()
-                probs = self._attention(layer, h, cos, sin, kept, self._query_rows(layout, prune.query).to(device),
-                                        is_action)
-                attention = probs[:, :, layout.visual_start:layout.visual_end].mean(dim=1)  # (B, M)
+                rows = self._query_rows(layout, prune.query).to(device)
+                if prune.score_layer < prune.layer:  # the layer runs on every token first: ask it
+                    semantic = request_rows(layer.self_attn, RowRequest(rows, self._allowed(kept, rows, is_action)))
+                else:  # pruning before this layer runs: recompute from its inputs
+                    probs = self._attention(layer, h, cos, sin, kept, rows, is_action)
+                    attention = probs[:, :, layout.visual_start:layout.visual_end].mean(dim=1)  # (B, M)
                 score_seconds += time.perf_counter() - t0
+            if semantic is not None and i == prune.layer:
+                attention = semantic.probs[:, :, layout.visual_start:layout.visual_end].mean(dim=1)  # (B, M)
+                score_seconds += semantic.seconds
             if prune is not None and i == prune.layer:
                 t0 = time.perf_counter()
                 vis_rows = h[:, layout.visual_start:layout.visual_end]
@@ -337,18 +353,22 @@ class VLAModel(nn.Module):
                 sin = sin.gather(1, idx.expand(-1, -1, sin.shape[-1]))
                 mask = layout_mask(kept, is_action)
                 score_seconds += time.perf_counter() - t0
-            if action_layer == i:
+            action: RowRequest | None = None
+            if action_layer == i:  # the action queries' rows, answered by this layer as it runs
                 t0 = time.perf_counter()
                 if is_action is not None:
                     rows = torch.nonzero(is_action[kept[0]]).squeeze(1)
                 else:  # the tokens head: the first action query is the last prompt row
                     rows = torch.tensor([kept.shape[1] - 1], device=device)
-                probs = self._attention(layer, h, cos, sin, kept, rows, is_action)
-                action_attention = self._to_visual(probs, kept, layout)
+                action = request_rows(layer.self_attn, RowRequest(rows, self._allowed(kept, rows, is_action)))
                 n_action_rows = len(rows)
                 score_seconds += time.perf_counter() - t0
             h = layer(h, attention_mask=mask, position_embeddings=(cos, sin), **{CACHE_KWARG: cache},
                       use_cache=cache is not None)
+            if action is not None:
+                t0 = time.perf_counter()
+                action_attention = self._to_visual(action.probs, kept, layout)
+                score_seconds += time.perf_counter() - t0 + action.seconds
         h = self.language_model.model.norm(h)
         return LLMResult(h, kept, visual_keep, action_attention, n_action_rows, score_seconds, cache)
 

@@ -83,8 +83,11 @@ SEMANTIC_QUERIES = ("all", "text", "last")
 class VLAPrunerConfig(PrunerConfig):
     """Attributes:
         layer: K = 3 (the paper: K = 2 was much worse, 58.5 vs 74.5 average success).
-        semantic_query: prefill rows whose attention at layer K-1 gives S_vl: ``all`` (the paper,
-            every visual and text row), ``text``, or ``last`` (FastV-style, more stable per the authors).
+        semantic_query: prefill rows whose attention at layer K-1 gives S_vl: ``last`` (the last prompt
+            row, FastV-style: the authors' later advice, as more stable), ``text``, or ``all`` (the
+            paper: every visual and text row). ``last`` is the default here also because ``all`` costs
+            a whole extra attention pass over the prefill (on the shipped model about a quarter of a
+            tick, BENCHMARKS.md), which the method's selection must not.
         action_layer: layer of the action-query attention; None = the middle of the stack,
             ``(L - 1) // 2`` (15 of 32, as the official code).
         window: w, ticks of action attention kept (paper default 3).
@@ -97,7 +100,7 @@ class VLAPrunerConfig(PrunerConfig):
     ``warmup_ticks``, for every method alike.
     """
 
-    semantic_query: str = "all"
+    semantic_query: str = "last"
     action_layer: int | None = None
     window: int = 3
     gamma: float = 0.8

@@ -33,15 +33,16 @@ def greedy_max_min(distances: np.ndarray, k: int, seed: int | None = None) -> np
     if seed is None:
         off_diag = distances + np.diag(np.full(n, np.inf))
         seed = int(np.argmax(off_diag.min(axis=1)))
-    chosen = [seed]
-    min_dist = distances[seed].astype(np.float64).copy()
+    chosen = np.empty(k, dtype=np.int64)
+    chosen[0] = seed
+    min_dist = distances[seed].astype(np.float64)  # a copy; chosen items are -inf and stay so
     min_dist[seed] = -np.inf
-    for _ in range(k - 1):
-        nxt = int(np.argmax(min_dist))
-        chosen.append(nxt)
-        min_dist = np.minimum(min_dist, distances[nxt])
-        min_dist[chosen] = -np.inf
-    return np.asarray(chosen)
+    for j in range(1, k):
+        nxt = int(min_dist.argmax())
+        chosen[j] = nxt
+        np.minimum(min_dist, distances[nxt], out=min_dist)
+        min_dist[nxt] = -np.inf
+    return chosen
 
 
 def union_then_diversity(candidate_sets: list[np.ndarray], embeddings: torch.Tensor, k: int) -> np.ndarray:
