@@ -106,8 +106,9 @@ def test_the_sim_launch_runs_a_closed_loop(tester, tmp_path):
             time.sleep(0.2)
         assert chunks() >= 3 and statuses and statuses[-1]["step"] >= 6, (statuses[-1:], t.diags[-1:])
     finally:
-        _stopped_cleanly(vlap)
-        _stopped_cleanly(simp)
+        stopped = [interrupt(p) for p in (vlap, simp)]  # both, whatever happens to the first
+    for rc, out in stopped:
+        assert rc == 0 and "Traceback" not in out, out[-3000:]
 
 
 OLD_ROBOT_FILE = """vla_node:
