@@ -259,8 +259,13 @@ def test_recorded_episode_replays(tmp_path):
 def test_closed_loop_eval_table(tmp_path, capsys):
     out = tmp_path / "eval.json"
     md = tmp_path / "eval.md"
+    plot = tmp_path / "success_flops.png"
     assert main(["eval", "--model", "tiny", "--methods", "none,fastv", "--keep", "0.5", "--episodes", "1",
-                 "--json", str(out), "--md", str(md), "--quiet"]) == 0
+                 "--json", str(out), "--md", str(md), "--plot", str(plot), "--quiet"]) == 0
+    import cv2
+
+    image = cv2.imread(str(plot))
+    assert image is not None and image.shape[0] > 300 and image.std() > 5  # a drawn figure
     rep = json.loads(out.read_text())
     assert [(r["method"], r["keep"]) for r in rep["rows"]] == [("none", 1.0), ("fastv", 0.5)]
     none, fastv = rep["rows"]

@@ -308,7 +308,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                    progress=None if args.quiet else Progress("eval", "episodes"), strips=args.strips,
                    strip_episodes=args.strip_episodes, trace=args.trace)
     print(markdown(rep))
-    write(rep, args.json, args.md)
+    write(rep, args.json, args.md, args.plot)
     for keep, spent in rep["unmatched_budgets"].items():
         print(f"vla-pruner eval: warning: at keep {keep} the rows spent different budgets ("
               + ", ".join(f"{m} {v:.3f}" for m, v in spent.items()) + "); they do not compare methods",
@@ -355,9 +355,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 shutil.rmtree(out / "replay_bag")
             print(f"replaying the shipped episode {SAMPLE_EPISODE.name} with the embedded model, "
                   f"keep {args.keep}: {', '.join(methods)} against none; output in {out}/")
+            from .settings import SIM_CONTROL
+
             report = run_replay(ReplayArgs(str(SAMPLE_EPISODE), model="embedded", compare=methods, keep=args.keep,
                                            reference_topic="/expert/action", out=str(out / "replay_bag"),
-                                           report=str(out / "report.json"), plots=str(out / "plots")))
+                                           report=str(out / "report.json"), plots=str(out / "plots"),
+                                           overrides=SIM_CONTROL))  # a simulator episode: its control protocol
             print_summary(report)
             print(f"wrote {out / 'replay_bag'} (the episode plus each method's action chunks), "
                   f"{out / 'report.json'} and {len(report.get('plots', []))} plot(s) in {out / 'plots'}")
@@ -543,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pruning layer K for the methods that prune inside the LLM (small models: 1 or 2)")
     p.add_argument("--json", default=None, metavar="PATH")
     p.add_argument("--md", default=None, metavar="PATH", help="also write the table as Markdown")
+    p.add_argument("--plot", default=None, metavar="PNG", help="success against LLM FLOPs, per method")
     p.add_argument("--strips", default=None, metavar="DIR",
                    help="PNG strips of the first episodes per family: each planned frame with the kept tokens")
     p.add_argument("--strip-episodes", type=int, default=1, help="episodes per family drawn with --strips")

@@ -38,6 +38,7 @@ class ReplayArgs:
     plots: str | None = None
     overlays: str | None = None
     quiet: bool = False
+    overrides: dict | None = None  # node parameters over the file's (e.g. the simulator's control protocol)
 
 
 def camera_topics(bag: Bag, image: str | None, wrist: str | None) -> tuple[str, str | None]:
@@ -58,6 +59,7 @@ def camera_topics(bag: Bag, image: str | None, wrist: str | None) -> tuple[str, 
 
 def load_settings(args: ReplayArgs) -> NodeSettings:
     values = load_param_file(args.params) if args.params else {}
+    values.update(args.overrides or {})
     if args.model:
         values["model.path"] = args.model
         values.setdefault("model.unnorm_key", "")

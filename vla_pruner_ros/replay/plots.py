@@ -21,23 +21,28 @@ def _pyplot():
 
 def write_plots(runs: dict[str, MethodRun], reference: tuple[np.ndarray, np.ndarray] | None, names: tuple[str, ...],
                 out_dir: str | Path, t0: float) -> list[Path]:
-    """actions.png (first step of each chunk per dimension, per method, against the reference),
-    latency.png and tokens.png (per planned chunk)."""
+    """actions.png (every executed step per dimension, per method, against the reference; dimensions
+    constant throughout are left out and named in the title), latency.png and tokens.png (per chunk)."""
     plt = _pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    dims = len(names)
-    fig, axes = plt.subplots(dims, 1, figsize=(10, 1.8 * dims), sharex=True)
-    for d, ax in enumerate(np.atleast_1d(axes)):
-        for name, run in runs.items():
-            if run.chunks:
-                ax.plot([c.stamp - t0 for c in run.chunks], [c.actions[0, d] for c in run.chunks], label=name, lw=1)
+    executed = {name: (np.array([t for t, _, _ in run.executed]) - t0, np.array([a for _, _, a in run.executed]))
+                for name, run in runs.items() if run.executed}
+    series = [a for _, a in executed.values()] + ([reference[1]] if reference is not None else [])
+    shown = [d for d in range(len(names)) if any(np.ptp(a[:, d]) > 1e-9 for a in series)] or [0]
+    constant = [names[d] for d in range(len(names)) if d not in shown]
+    fig, axes = plt.subplots(len(shown), 1, figsize=(10, 1.8 * len(shown)), sharex=True, squeeze=False)
+    for d, ax in zip(shown, axes[:, 0], strict=True):
+        for name, (times, actions) in executed.items():
+            ax.plot(times, actions[:, d], label=name, lw=1, drawstyle="steps-post")
         if reference is not None:
-            ax.plot(reference[0] - t0, reference[1][:, d], "k--", lw=1, label="reference")
+            ax.plot(reference[0] - t0, reference[1][:, d], "k--", lw=1, label="reference", drawstyle="steps-post")
         ax.set_ylabel(names[d])
-    np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=7, ncol=4)
-    np.atleast_1d(axes)[-1].set_xlabel("bag time (s)")
+    if constant:
+        fig.suptitle(f"executed steps; constant throughout, not shown: {', '.join(constant)}", fontsize=8)
+    axes[0, 0].legend(loc="upper right", fontsize=7, ncol=4)
+    axes[-1, 0].set_xlabel("bag time (s)")
     fig.tight_layout()
     written.append(_save(fig, out_dir / "actions.png", plt))
     for fname, key, label in (("latency.png", "latency", "tick latency (ms)"), ("tokens.png", "tokens",

@@ -258,8 +258,45 @@ def markdown(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def write(rep: dict, json_path: str | None, md_path: str | None) -> None:
+def write(rep: dict, json_path: str | None, md_path: str | None, plot_path: str | None = None) -> None:
     if json_path:
         Path(json_path).write_text(json.dumps(rep, indent=2))
     if md_path:
         Path(md_path).write_text(markdown(rep) + "\n")
+    if plot_path:
+        plot_success_vs_flops(rep, plot_path)
+
+
+def plot_success_vs_flops(rep: dict, path: str | Path) -> Path:
+    """Success (± s.e.) against the LLM FLOPs ratio, one line per method through its keep ratios, the
+    unpruned model as a star; each point labelled with its effective keep."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in dict.fromkeys(r["method"] for r in rep["rows"]):
+        rows = sorted((r for r in rep["rows"] if r["method"] == method), key=lambda r: r["llm_flops_ratio"] or 1.0)
+        x = [r["llm_flops_ratio"] or 1.0 for r in rows]
+        y = [r["success_avg"] for r in rows]
+        err = [r["stderr_avg"] for r in rows]
+        if method == "none":
+            ax.errorbar(x, y, yerr=err, fmt="k*", ms=12, label="none (unpruned)", zorder=3)
+            continue
+        line = ax.errorbar(x, y, yerr=err, marker="o", ms=4, lw=1, capsize=2, label=method)
+        for xi, yi, r in zip(x, y, rows, strict=True):
+            ax.annotate(f"{100 * r['effective_keep']:.0f}%" if r.get("effective_keep") else "", (xi, yi),
+                        textcoords="offset points", xytext=(3, 3), fontsize=6, color=line[0].get_color())
+    ax.set_xlabel("LLM FLOPs (ratio to unpruned)")
+    ax.set_ylabel("success (%), ± s.e.")
+    ax.set_title(f"{rep['meta'].get('model')}: {rep['meta'].get('episodes_per_family')} episodes per family; "
+                 "labels: effective keep", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
