@@ -453,3 +453,34 @@ def test_eval_reports_the_effective_budget_and_flags_unmatched_rows(tmp_path, ca
     assert rep["unmatched_budgets"] == {"0.25": {"random": 0.25, "vla_pruner": 0.2}}
     assert "| vla_pruner | 25.0% | 20.0% **UNMATCHED** |" in markdown(rep)
     assert "**Budgets differ at keep 25.0%**" in markdown(rep)
+
+
+def test_relevance_masks_agree_with_the_rendered_colours(env):
+    """The segmentation masks of the relevance probe against an independent reading of the frame: the
+    patches where the named object's colour shows."""
+    import cv2
+
+    from vla_pruner_ros.sim.relevance import patch_masks
+
+    task = Task("pick", "red", "cube")
+    obs = env.reset(3, task)
+    grid = 12
+    masks = patch_masks(env, "front", grid)
+    rgb = np.asarray(COLORS["red"]) * 255
+    close = (np.abs(obs.image.astype(float) - rgb).max(axis=2) < 60).astype(np.float32)  # lit red pixels
+    by_colour = cv2.resize(close, (grid, grid), interpolation=cv2.INTER_AREA).reshape(-1) >= 0.2
+    assert by_colour.any() and masks["object"].any()
+    iou = (masks["object"] & by_colour).sum() / (masks["object"] | by_colour).sum()
+    assert iou >= 0.5, (masks["object"].reshape(grid, grid).astype(int), by_colour.reshape(grid, grid).astype(int))
+    assert masks["plate"].any() and masks["gripper"].any() and not (masks["object"] & masks["plate"]).all()
+
+
+def test_relevance_command_reports_each_score(tmp_path, capsys):
+    out = tmp_path / "relevance.json"
+    assert main(["sim", "relevance", "--model", "tiny", "--episodes", "1", "--keep", "0.5", "--json", str(out),
+                 "--quiet"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["score"] for r in rows} == {"semantic", "action", "edge", "random"}
+    random = [r for r in rows if r["score"] == "random"]
+    assert all(0.0 <= r["recall"]["plate"] <= 1.0 for r in random if r["recall"]["plate"] is not None)
+    assert "| front | 50.0% | semantic |" in capsys.readouterr().out

@@ -244,6 +244,22 @@ def cmd_sim_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim_relevance(args: argparse.Namespace) -> int:
+    from .progress import Progress
+
+    _sim()
+    from .sim.relevance import markdown, relevance
+
+    if args.episodes < 1:
+        raise SettingsError(f"--episodes {args.episodes} must be >= 1")
+    rep = relevance(args.model, args.episodes, args.keep, args.seed, args.split,
+                    progress=None if args.quiet else Progress("relevance", "episodes"))
+    print(markdown(rep))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep, indent=2))
+    return 0
+
+
 def cmd_sim_expert(args: argparse.Namespace) -> int:
     from .progress import Progress
 
@@ -501,6 +517,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", default=None, metavar="PATH")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_sim_expert)
+    q = simsub.add_parser("relevance", help="where each selection score points: the share of the named object, "
+                                            "plate and gripper in its top tokens, per camera and phase")
+    q.add_argument("--model", default="embedded", help="checkpoint directory (default: the embedded model)")
+    q.add_argument("--episodes", type=int, default=10, help="episodes per family")
+    q.add_argument("--keep", type=_floats, default=(0.25, 0.125))
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--split", choices=["train", "eval"], default="eval")
+    q.add_argument("--json", default=None, metavar="PATH")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_sim_relevance)
 
     p = sub.add_parser("train", help="train the small VLA on recorded simulator episodes")
     p.add_argument("--data", required=True, metavar="DIR", help="folder of episode bags (vla-pruner sim record)")
