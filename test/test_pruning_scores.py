@@ -163,3 +163,16 @@ def test_deadline_ratio_from_the_latency_model():
     assert deadline_ratio(history, 256, 60.0) == pytest.approx(80 / 256)
     assert deadline_ratio([], 256, 60.0) is None
     assert deadline_ratio([(100, 50.0)], 200, 25.0) == pytest.approx(0.25)  # proportional before a fit
+
+
+def test_cover_fills_the_grid_farthest_first():
+    from vla_pruner_ros.pruning.scores import cover
+
+    assert list(cover(np.array([], int), 1, 4)) == [10]  # the centre patch (2, 2) first
+    corners = cover(np.array([0]), 4, 4)  # from the top-left corner: the opposite corner, then the others
+    assert list(corners) == [0, 3, 12, 15]
+    spread = cover(np.array([5, 6]), 8, 12)
+    assert len(spread) == 8 and {5, 6} <= set(spread) and len(set(spread)) == 8
+    rows, cols = np.divmod(spread, 12)
+    assert rows.max() - rows.min() >= 9 and cols.max() - cols.min() >= 9  # it spans the grid
+    assert list(cover(np.array([3, 1, 2]), 2, 4)) == [1, 2]  # more chosen than k: cut to k

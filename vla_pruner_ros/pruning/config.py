@@ -185,12 +185,18 @@ class HybridConfig(VLAPrunerConfig, InteractionConfig):
             closed loop, halving the budget there lost grasps, see BENCHMARKS.md); lower it for
             VLA-IAP's aggressive interaction phase.
         anchor_ratio: share of each camera's tokens, strongest in edges, always among the candidates.
+        semantic_candidates: whether the prefill top-M~ joins the candidates once there is action
+            history (on an episode's first tick it always does, there being nothing else).
+        coverage_share: share of the budget filled for spatial coverage after the relevant tokens:
+            farthest-point sampling on the patch grid from the tokens already chosen. 0 = relevance only.
         deadline_ms: optional tick latency target; None = no deadline.
         min_keep_ratio: the lowest ratio the deadline may choose.
     """
 
     interaction_keep_ratio: float | None = None
     anchor_ratio: float = 0.05
+    semantic_candidates: bool = True
+    coverage_share: float = 0.0
     deadline_ms: float | None = None
     min_keep_ratio: float = 0.05
 
@@ -199,6 +205,11 @@ class HybridConfig(VLAPrunerConfig, InteractionConfig):
         if self.interaction_keep_ratio is not None:
             _check_ratio("interaction_keep_ratio", self.interaction_keep_ratio)
         _check_ratio("min_keep_ratio", self.min_keep_ratio)
+        if isinstance(self.coverage_share, bool) or not isinstance(self.coverage_share, (int, float)) or \
+                not 0.0 <= self.coverage_share < 1.0:
+            raise PrunerConfigError(f"coverage_share={self.coverage_share!r} must be in [0, 1)")
+        if not isinstance(self.semantic_candidates, bool):
+            raise PrunerConfigError(f"semantic_candidates={self.semantic_candidates!r} must be true or false")
         if self.deadline_ms is not None and (isinstance(self.deadline_ms, bool) or not isinstance(
                 self.deadline_ms, (int, float)) or self.deadline_ms <= 0):
             raise PrunerConfigError(f"deadline_ms={self.deadline_ms!r} must be a positive number or null")

@@ -19,11 +19,13 @@ below ``min_keep_ratio``.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..model.modeling import Prediction, SelectionInput
-from .base import CameraInput, TickContext
+from .base import CameraInput, TickContext, as_index
 from .config import HybridConfig
 from .interaction import anchors, image_priors, update_interaction
+from .scores import cover, top_k, union_then_diversity
 from .state import APPROACH, TemporalState
 from .vla_pruner import VLAPrunerPruner
 
@@ -60,9 +62,22 @@ class HybridPruner(VLAPrunerPruner):
         ctx.keep_ratio = ratio
 
     def candidates(self, inp: CameraInput, keep: int, ctx: TickContext, row: int) -> list[np.ndarray]:
-        parts = super().candidates(inp, keep, ctx, row)
+        estimate = self.action_estimate(ctx.state, inp.camera)
+        parts = []
+        if self.config.semantic_candidates or estimate is None:
+            parts.append(top_k(inp.attention[row].float().cpu().numpy(), keep))
+        if estimate is not None:
+            parts.append(top_k(estimate, keep))
         parts.append(anchors(ctx.priors[inp.camera]["edge"], self.config.anchor_ratio, keep))
         return parts
+
+    def select(self, inp: CameraInput, keep: int, ctx: TickContext) -> torch.Tensor:
+        """The relevant share of the budget by union and diversity, the rest by spatial coverage."""
+        relevant = keep - int(round(self.config.coverage_share * keep))
+        grid = ctx.model_config.grid
+        rows = [cover(union_then_diversity(self.candidates(inp, relevant, ctx, b), inp.embeddings[b], relevant),
+                      keep, grid) for b in range(inp.embeddings.shape[0])]
+        return as_index(rows, inp.embeddings.device)
 
     def observe(self, prediction: Prediction, state: TemporalState, latency_ms: float | None = None) -> None:
         super().observe(prediction, state, latency_ms)

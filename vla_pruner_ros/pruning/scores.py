@@ -55,6 +55,32 @@ def union_then_diversity(candidate_sets: list[np.ndarray], embeddings: torch.Ten
     return np.sort(candidates[greedy_max_min(dist, k)])
 
 
+def grid_distances(grid: int) -> np.ndarray:
+    """Pairwise Euclidean distances (n, n) between the patches of a grid x grid patch grid."""
+    ys, xs = np.divmod(np.arange(grid * grid), grid)
+    return np.sqrt((ys[:, None] - ys[None]) ** 2 + (xs[:, None] - xs[None]) ** 2)
+
+
+def cover(chosen: np.ndarray, k: int, grid: int) -> np.ndarray:
+    """``chosen`` plus farthest-point sampling on the patch grid up to ``k`` patches: repeatedly the
+    patch farthest from every patch chosen so far (the grid's centre first if none is). Sorted."""
+    n = grid * grid
+    chosen = np.unique(np.asarray(chosen, dtype=np.int64))
+    if len(chosen) >= k:
+        return chosen[:k] if len(chosen) > k else chosen
+    dist = grid_distances(grid)
+    seed = chosen if len(chosen) else np.array([(grid // 2) * grid + grid // 2])
+    min_dist = dist[seed].min(axis=0)
+    min_dist[seed] = -np.inf
+    out = list(seed)
+    while len(out) < min(k, n):
+        nxt = int(min_dist.argmax())
+        out.append(nxt)
+        np.minimum(min_dist, dist[nxt], out=min_dist)
+        min_dist[nxt] = -np.inf
+    return np.sort(np.asarray(out[:k]))
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest scores (stable: ties go to the lower index)."""
     return np.argsort(-scores, kind="stable")[:k]
