@@ -199,3 +199,24 @@ def test_planning_failures_are_reported_alike_with_a_traceback_for_bugs():
     del core.policy.step  # the real step again
     core.set_image(0, frames(1)[0], 0.0)
     assert core.run_plan(0.0) is not None and not core.errors.active
+
+
+def test_consecutive_targets_never_jump_whatever_pose_a_chunk_starts_from():
+    """A new chunk integrated from a lagging pose 0.5 m away: the commanded target moves at most one
+    step's limits from the last command (and the hits are counted)."""
+    core = _core(replan=1, max_translation_step=0.02, max_rotation_step=0.1,
+                 workspace_min=(-2.0, -2.0, -2.0), workspace_max=(2.0, 2.0, 2.0))
+    core.set_instruction("pick up the red cube")
+    targets = []
+    for k, (pose_x, yaw) in enumerate([(0.0, 0.0), (0.5, 0.0), (0.5, 0.0), (-0.3, 1.2)]):
+        t = 0.2 * k
+        core.set_image(0, frames(1)[0], t)
+        half = yaw / 2
+        core.set_pose(np.array([pose_x, 0.0, 0.3]), np.array([0.0, 0.0, np.sin(half), np.cos(half)]), t)
+        assert core.run_plan(t) is not None
+        cmd = core.command(t)
+        targets.append((cmd.position, cmd.orientation))
+    for (p0, q0), (p1, q1) in zip(targets, targets[1:], strict=False):
+        assert np.linalg.norm(p1 - p0) <= 0.02 + 1e-9
+        assert 2 * np.arccos(min(1.0, abs(float(np.dot(q0, q1))))) <= 0.1 + 1e-6
+    assert core.safety.hits["target_step"] >= 2 and core.safety.hits["target_rotation_step"] >= 1

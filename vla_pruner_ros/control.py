@@ -385,9 +385,15 @@ class ControlCore:
                     self._executed_since_plan += 1
                     self.counters.steps_executed += 1
                     d = plan.deltas[i]
-                    self._last_command = StepCommand(
-                        i, d, float(d[6]), None if plan.positions is None else plan.positions[i],
-                        None if plan.orientations is None else plan.orientations[i], hold=False)
+                    position = None if plan.positions is None else plan.positions[i]
+                    orientation = None if plan.orientations is None else plan.orientations[i]
+                    last = self._last_command
+                    if position is not None and last is not None and last.position is not None:
+                        # a new chunk is integrated from a measured pose that lags the commands: the
+                        # target moves at most one step's limits from the last one, never jumps
+                        position, orientation = self.safety.limit_target_step((last.position, last.orientation),
+                                                                              (position, orientation))
+                    self._last_command = StepCommand(i, d, float(d[6]), position, orientation, hold=False)
                     return self._last_command
             if self._last_command is None:
                 return None

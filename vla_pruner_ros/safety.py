@@ -85,12 +85,41 @@ class SafetyFilter:
             self.hits["gripper"] += int(over.sum())
         return out
 
+    def limit_target_step(self, previous: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, np.ndarray]
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """An absolute target (position, xyzw quaternion) moved at most one step's limits from the
+        previous commanded one: ``max_translation_step`` of distance and ``max_rotation_step`` of angle.
+        Consecutive targets never jump, whatever the pose a chunk was integrated from."""
+        (p0, q0), (p1, q1) = previous, target
+        p1, q1 = np.asarray(p1, float), np.asarray(q1, float)
+        step = p1 - p0
+        dist = float(np.linalg.norm(step))
+        if dist > self.config.max_translation_step:
+            p1 = p0 + step * (self.config.max_translation_step / dist)
+            self.hits["target_step"] += 1
+        dot = float(np.clip(abs(np.dot(q0, q1)), -1.0, 1.0))
+        angle = 2.0 * math.acos(dot)
+        if angle > self.config.max_rotation_step:
+            q1 = _slerp(q0, q1 if np.dot(q0, q1) >= 0 else -q1, self.config.max_rotation_step / angle)
+            self.hits["target_rotation_step"] += 1
+        return p1, q1
+
     def clamp_position(self, position: np.ndarray) -> np.ndarray:
         lo, hi = np.asarray(self.config.workspace_min), np.asarray(self.config.workspace_max)
         clamped = np.clip(position, lo, hi)
         if not np.array_equal(clamped, position):
             self.hits["workspace"] += 1
         return clamped
+
+
+def _slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
+    """Spherical interpolation between unit quaternions (same hemisphere), t in [0, 1]."""
+    dot = float(np.clip(np.dot(q0, q1), -1.0, 1.0))
+    theta = math.acos(dot)
+    if theta < 1e-9:
+        return np.asarray(q1, float)
+    q = (math.sin((1 - t) * theta) * q0 + math.sin(t * theta) * q1) / math.sin(theta)
+    return q / np.linalg.norm(q)
 
 
 # ---- end-effector targets from deltas -------------------------------------------------------------
