@@ -141,7 +141,22 @@ def test_namespaces_are_removed(run):
         subprocess.run(["ip", "netns", "del", stale], capture_output=True)
 
 
-# ---- the analysis, on made-up records (no namespaces needed) ------------------------------------------
+# ---- the command line and the analysis, on made-up records (no namespaces needed) ----------------------
+@pytest.mark.parametrize(("flag", "tuned"), [(["--two-host"], False), (["--two-host", "tuned"], True)])
+def test_bench_node_two_host_flag(monkeypatch, capsys, tmp_path, flag, tuned):
+    from vla_pruner_ros import cli
+
+    calls = []
+    monkeypatch.setattr(two_host, "run_two_host", lambda *args, **kw: calls.append((args, kw)) or {"ok": 1})
+    monkeypatch.setattr(two_host, "format_report", lambda r: f"report {r}")
+    out = tmp_path / "r.json"
+    assert cli.main(["bench-node", *flag, "--seconds", "7", "--frame-size", "32", "--quiet", "--json", str(out)]) == 0
+    (args, kw), = calls
+    assert args[:2] == ("tiny", 7.0) and args[7] == 32 and kw["ipfrag_tuning"] is tuned
+    assert "report {'ok': 1}" in capsys.readouterr().out and out.exists()
+
+
+
 def _records():
     """Host A and B records of a 10 Hz node: clean 0-4 s, cut 4-6 s (targets hold from 4.6 s), after 6 s."""
     sent = [i / 30.0 - 0.005 for i in range(300)]  # each reaches the node 5 ms after its stamp

@@ -134,9 +134,8 @@ def _ros_module(name: str, command: str):
 
 def cmd_bench_node(args: argparse.Namespace) -> int:
     bench = _ros_module(".bench.two_host" if args.two_host else ".bench.node_bench", "bench-node")
-    run = bench.run_node_bench
-    if args.two_host:
-        run = functools.partial(bench.run_two_host, ipfrag_tuning=args.two_host == "tuned")
+    run = (functools.partial(bench.run_two_host, ipfrag_tuning=args.two_host == "tuned") if args.two_host
+           else bench.run_node_bench)
     format_report, write_json = bench.format_report, bench.write_json
 
     def show(done: float, total: float) -> None:
