@@ -54,8 +54,8 @@ DOMAIN_ID = 42  # each run has its own network namespaces: no other participant 
 ECHO_PORT = 5999
 DIAG_PERIOD_S = 0.5
 POSE_HZ = 20.0
-START_POSE = (0.0, 0.0, 5.0)  # the arm's first pose, inside the run's workspace (WORKSPACE_M)
-WORKSPACE_M = 10.0  # the run's workspace box: the tiny model's random actions never reach its walls
+WORKSPACE_M = 1000.0  # the run's workspace box: 0.05 m a step at 10 Hz for minutes never reaches its walls
+START_POSE = (0.0, 0.0, WORKSPACE_M / 2)  # the arm's first pose, in the middle of the box
 MOTION_EPS = 1e-9
 # ROS 2's DDS tuning advice for large messages over lossy links: IP fragments of lost datagrams are
 # dropped after 3 s (kernel default 30 s) and may use 128 MB (default 4 MB) meanwhile
@@ -722,7 +722,7 @@ def run_two_host(model: str = "tiny", seconds: float = 10.0, camera_hz: float = 
         "cut_s": cut_s, "recover_s": recover_s, "image_timeout_s": image_timeout_s, "max_translation_step": max_step,
         "link": {"mode": link.mode, "emulation": link.describe(), "check": emulation, "frames": link_counts},
         "ip_reassembly_b": {**link.ipfrag, "tuned": ipfrag_tuning, "peak_memory_bytes": frag_peak, **reassembly},
-        "node_exit": node_rc, "node_traceback": "Traceback" in node_err,
+        "node_exit": node_rc, "node_traceback": "Traceback" in node_err, "node_exceptions": exceptions(node_err),
         "node_stderr_tail": node_err[-2000:],
     })
     shutil.rmtree(tmp, ignore_errors=True)
@@ -730,6 +730,15 @@ def run_two_host(model: str = "tiny", seconds: float = 10.0, camera_hz: float = 
 
 
 # ---- analysis (pure) ---------------------------------------------------------------------------------
+def exceptions(stderr: str) -> list[str]:
+    """The exception line ending each Python traceback in a process's stderr."""
+    out, lines = [], stderr.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            out.append(next((x for x in lines[i + 1:] if x and not x[0].isspace()), "(cut short)"))
+    return out
+
+
 def _pct(values, q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if len(values) else None
 
@@ -883,7 +892,7 @@ def format_report(r: dict) -> str:
         f"{t['max_step_received_m']:.4f} m as the arm received them ({t['received_by_arm']}); "
         f"limit {r['max_translation_step']} m per step",
         f"node              exit {r['node_exit']} on SIGINT, "
-        f"{'a traceback in its stderr' if r['node_traceback'] else 'no traceback'}",
+        + (f"traceback(s) in its stderr: {'; '.join(r['node_exceptions'])}" if r["node_traceback"] else "no traceback"),
     ]
     return "\n".join(lines)
 
