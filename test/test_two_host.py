@@ -208,16 +208,21 @@ def test_phase_figures_count_transport_loss_and_latency():
 def test_cut_figures_see_holds_and_the_resume():
     a, b = _records()
     c = two_host.cut_figures(a, b, 4.0, 6.0, 10.0, image_timeout_s=0.5)
-    assert c["targets_in_stale_window"] == 14 and c["hold_max_deviation_m"] == 0.0
-    assert c["last_motion_after_cut_s"] == pytest.approx(0.5)
+    assert c["targets_in_stale_window"] == 13 and c["hold_max_deviation_m"] == 0.0  # arrived 4.701 ... 5.901 s
+    assert c["stale_targets_with_old_stamp"] == 0
+    assert c["last_motion_after_cut_s"] == pytest.approx(0.501)
     assert c["steps_executed_while_stale"] == 0 and c["stale_messages_waiting"] == c["stale_diagnostics"] == 3
     assert c["chunks_resume_at_a_s"] == pytest.approx(0.24) and c["chunks_resume_at_b_s"] == pytest.approx(0.22)
-    assert c["motion_resume_s"] == pytest.approx(0.3) and c["resume_step_m"] == pytest.approx(0.01)
+    assert c["motion_resume_s"] == pytest.approx(0.301) and c["resume_step_m"] == pytest.approx(0.01)
     assert c["chunks_from_images_during_cut"] == 0
     # a moving target in the stale window is caught
     b["targets"][50] = (5.001, 5.0, 9.0, 0.0, 0.5)
     c = two_host.cut_figures(a, b, 4.0, 6.0, 10.0, image_timeout_s=0.5)
-    assert c["hold_max_deviation_m"] > 8.0 and c["last_motion_after_cut_s"] == pytest.approx(1.1)
+    assert c["hold_max_deviation_m"] > 8.0 and c["last_motion_after_cut_s"] == pytest.approx(1.101)
+    # a hold repeated with its old header stamp still counts by its arrival
+    b["targets"][55] = (5.501, 4.5, *b["targets"][54][2:])
+    c = two_host.cut_figures(a, b, 4.0, 6.0, 10.0, image_timeout_s=0.5)
+    assert c["targets_in_stale_window"] == 13 and c["stale_targets_with_old_stamp"] == 1
 
 
 def test_max_step():

@@ -786,12 +786,13 @@ def phase_figures(a: dict, b: dict, t0: float, t1: float, one_way_s: float) -> d
 
 
 def cut_figures(a: dict, b: dict, c0: float, c1: float, end: float, image_timeout_s: float) -> dict:
-    """What the node did while the link was cut, and how it came back."""
+    """What the node did while the link was cut, and how it came back. Host B's targets are taken in the order
+    and at the time they arrived there, next to the node (a repeated hold may carry an old header stamp)."""
     tb = b["targets"]
     stale0 = c0 + image_timeout_s + 0.15  # the newest image crossed before c0: stale by c0 + timeout (+ a tick)
-    stale = [t for t in tb if stale0 <= t[1] <= c1]
+    stale = [t for t in tb if stale0 <= t[0] <= c1]
     hold_dev = max((float(np.linalg.norm(np.subtract(t[-3:], stale[0][-3:]))) for t in stale), default=None)
-    steps = [(tb[i][1], float(np.linalg.norm(np.subtract(tb[i][-3:], tb[i - 1][-3:])))) for i in range(1, len(tb))]
+    steps = [(tb[i][0], float(np.linalg.norm(np.subtract(tb[i][-3:], tb[i - 1][-3:])))) for i in range(1, len(tb))]
     moving = [(t, d) for t, d in steps if d > MOTION_EPS]
     last_move = max((t for t, _ in moving if c0 <= t <= c1), default=None)
     resume_move, resume_step = min(((t, d) for t, d in moving if t > c1), default=(None, None))
@@ -804,6 +805,7 @@ def cut_figures(a: dict, b: dict, c0: float, c1: float, end: float, image_timeou
     chunk_b = min((arr for arr, st in b["chunks"] if st >= c1), default=None)
     return {
         "targets_in_stale_window": len(stale), "hold_max_deviation_m": hold_dev,
+        "stale_targets_with_old_stamp": sum(1 for t in stale if t[0] - t[1] > 0.2),
         "last_motion_after_cut_s": None if last_move is None else round(last_move - c0, 3),
         "waiting_after_cut_s": None if first_wait is None else round(first_wait - c0, 3),
         "stale_diagnostics": len(stale_diags),
@@ -829,11 +831,11 @@ def analyse(a: dict, b: dict, phases: dict[str, tuple[float, float]], delay_ms: 
         out["phases"][name] = phase_figures(a, b, t0 + (settle_s if name != "restored" else 2.0), t1, one_way[name])
     c0, c1 = phases["cut"]
     out["cut"] = cut_figures(a, b, c0, c1, phases["restored"][1], image_timeout_s)
-    tb = sorted(b["targets"], key=lambda t: t[1])
+    tb = b["targets"]  # in the order they arrived next to the node
     out["targets"] = {"published_by_node": len(b["targets"]), "received_by_arm": len(a["targets"]),
                       "max_step_published_m": round(max_step(tb), 5),
                       "max_step_published_clean_m": round(max_step(
-                          [t for t in tb if phases["clean"][0] <= t[1] <= phases["clean"][1]]), 5),
+                          [t for t in tb if phases["clean"][0] <= t[0] <= phases["clean"][1]]), 5),
                       "max_step_received_m": round(max_step(a["targets"]), 5)}
     out["frames_sent"] = len(a["sent"])
     return out
@@ -881,7 +883,9 @@ def format_report(r: dict) -> str:
     lines += [
         f"cut {r['cut_s']:g} s          last new motion {c['last_motion_after_cut_s']} s after the cut (image timeout "
         f"{r['image_timeout_s']} s); diagnostics 'waiting' from {c['waiting_after_cut_s']} s; "
-        f"{c['targets_in_stale_window']} targets while stale, all holds (max deviation {c['hold_max_deviation_m']} m), "
+        f"{c['targets_in_stale_window']} targets while stale ({c['stale_targets_with_old_stamp']} with an old stamp), "
+        f"{'all holds' if c['hold_max_deviation_m'] == 0 else 'NOT all holds'} (max deviation "
+        f"{c['hold_max_deviation_m']} m), "
         f"{c['steps_executed_while_stale']} steps executed; message: {c['stale_message']!r}",
         f"link back         chunks from new images at B after {c['chunks_resume_at_b_s']} s, at A after "
         f"{c['chunks_resume_at_a_s']} s (reliable reader), {c['chunks_resume_at_a_best_effort_s']} s (best effort); "
