@@ -864,7 +864,8 @@ def format_report(r: dict) -> str:
         f"{ip['ipfrag_high_thresh'] / 2**20:g} MB "
         f"({'tuned' if ip['tuned'] else 'kernel defaults'}); peak fragment memory "
         + ", ".join(f"{k} {v / 2**20:.1f} MB" for k, v in ip["peak_memory_bytes"].items())
-        + f"; {ip['ReasmOKs']} datagrams reassembled, {ip['ReasmFails']} failed ({ip['ReasmTimeout']} timed out)",
+        + f"; {ip['ReasmOKs']} datagrams reassembled, {ip['ReasmFails']} reassembly failures ({ip['ReasmTimeout']} "
+        "timeouts)",
     ]
     for name, title in (("clean", "clean link"), ("impaired", f"{r['delay_ms']:g} ms, {100 * r['loss']:g}% loss"),
                         ("restored", "after the cut")):
