@@ -645,87 +645,88 @@ def run_two_host(model: str = "tiny", seconds: float = 10.0, camera_hz: float = 
 
     ``ipfrag_tuning``: both hosts get ``IPFRAG_TUNING`` instead of the kernel's IP reassembly defaults.
     ``raw_dir``: also keep what hosts A and B recorded (a.json, b.json) and the phase times there."""
-    tmp = Path(tempfile.mkdtemp(prefix=PREFIX))
-    ns = "/twohost"
-    extra = {"pose_feedback": "true", "dry_run": "false", "safety.image_timeout_s": float(image_timeout_s),
-             "safety.max_translation_step": float(max_step), "diagnostics_period_s": DIAG_PERIOD_S,
-             "safety.workspace_min": f"[{-WORKSPACE_M}, {-WORKSPACE_M}, 0.0]",
-             "safety.workspace_max": f"[{WORKSPACE_M}, {WORKSPACE_M}, {WORKSPACE_M}]"}
-    procs: dict[str, _Proc] = {}
-    phases: dict[str, tuple[float, float]] = {}
-    node_rc, stopped = None, False
-    link = Link(link_mode, tmp, ipfrag_tuning=ipfrag_tuning)
-    frag_peak: dict[str, int] = {}
-    with link:
-        emulation = check_link(link, delay_ms, loss)
-        try:
-            env = _env()
-            me = [sys.executable, "-m", "vla_pruner_ros.bench.two_host"]
-            procs["node"] = _Proc(link.exec_argv("B", node_command(ns, model, rate_hz, method, keep_ratio,
-                                                                   replan_steps, extra)), env, tmp / "node.err")
-            procs["recorder"] = _Proc(link.exec_argv("B", [*me, "monitor", json.dumps(
-                {"ns": ns, "out": str(tmp / "b.json")})]), env, tmp / "recorder.err")
-            procs["host_a"] = _Proc(link.exec_argv("A", [*me, "host_a", json.dumps(
-                {"ns": ns, "out": str(tmp / "a.json"), "size": size, "camera_hz": camera_hz,
-                 "instruction": instruction})]), env, tmp / "host_a.err")
+    with tempfile.TemporaryDirectory(prefix=PREFIX) as tmp_dir:
+        tmp = Path(tmp_dir)
+        ns = "/twohost"
+        extra = {"pose_feedback": "true", "dry_run": "false", "safety.image_timeout_s": float(image_timeout_s),
+                 "safety.max_translation_step": float(max_step), "diagnostics_period_s": DIAG_PERIOD_S,
+                 "safety.workspace_min": f"[{-WORKSPACE_M}, {-WORKSPACE_M}, 0.0]",
+                 "safety.workspace_max": f"[{WORKSPACE_M}, {WORKSPACE_M}, {WORKSPACE_M}]"}
+        procs: dict[str, _Proc] = {}
+        phases: dict[str, tuple[float, float]] = {}
+        node_rc, stopped = None, False
+        link = Link(link_mode, tmp, ipfrag_tuning=ipfrag_tuning)
+        frag_peak: dict[str, int] = {}
+        with link:
+            emulation = check_link(link, delay_ms, loss)
             try:
-                procs["recorder"].expect("ready", 120.0, "host B's recorder (diagnostics of the node)")
-                procs["host_a"].expect("chunk", 60.0, "host A (the first action chunk across the link)")
-            except RuntimeError as err:
-                raise RuntimeError(f"{err}\nthe node's stderr:\n{procs['node'].stderr_tail()}") from None
-            time.sleep(1.0)
-            schedule = [("clean", seconds, lambda: None), ("impaired", seconds, lambda: link.set(delay_ms, loss)),
-                        ("cut", cut_s, link.cut), ("restored", recover_s, link.restore)]
-            total = sum(s for _, s, _ in schedule)
-            done = 0.0
-            for name, length, action in schedule:
-                action()
-                t0 = time.time()
-                while time.time() - t0 < length:
-                    time.sleep(min(0.2, max(0.0, length - (time.time() - t0))))
-                    for who, p in procs.items():
-                        if p.p.poll() is not None:
-                            raise RuntimeError(f"{who} exited ({p.p.returncode}) in the {name} phase; its "
-                                               f"stderr:\n{p.stderr_tail()}")
-                    frag_peak[name] = max(frag_peak.get(name, 0), frag_memory(procs["node"].p.pid))
-                    if progress:
-                        progress(done + time.time() - t0, total)
-                phases[name] = (t0, time.time())
-                done += length
-            link_counts = link.stats()
-            reassembly = reassembly_counts(procs["node"].p.pid)
-            for who in ("host_a", "recorder"):
-                procs[who].send("stop")
-            for who in ("host_a", "recorder"):
-                procs[who].expect("done", 30.0, who)
-            node_rc = procs["node"].stop(signal.SIGINT, timeout=20.0)
-            stopped = True
-        except BaseException:
-            if not stopped and "node" in procs:
-                sys.stderr.write(f"\nthe node's stderr (tail):\n{procs['node'].stderr_tail()}\n")
-            raise
-        finally:
-            for p in procs.values():
-                p.stop(signal.SIGKILL)
-    node_err = (tmp / "node.err").read_text(errors="replace")
-    a = json.loads((tmp / "a.json").read_text())
-    b = json.loads((tmp / "b.json").read_text())
-    if raw_dir:
-        Path(raw_dir).mkdir(parents=True, exist_ok=True)
-        for f in ("a.json", "b.json", "node.err"):
-            shutil.copy(tmp / f, Path(raw_dir) / f)
-        write_json(Path(raw_dir) / "phases.json", phases)
-    report = analyse(a, b, phases, delay_ms=delay_ms, image_timeout_s=image_timeout_s)
-    report.update({
-        "model": model, "method": method, "keep_ratio": keep_ratio, "camera_hz": camera_hz, "rate_hz": rate_hz,
-        "replan_steps": replan_steps, "frame_size": size, "seconds": seconds, "delay_ms": delay_ms, "loss": loss,
-        "cut_s": cut_s, "recover_s": recover_s, "image_timeout_s": image_timeout_s, "max_translation_step": max_step,
-        "link": {"mode": link.mode, "emulation": link.describe(), "check": emulation, "frames": link_counts},
-        "ip_reassembly_b": {**link.ipfrag, "tuned": ipfrag_tuning, "peak_memory_bytes": frag_peak, **reassembly},
-        "node_exit": node_rc, "node_traceback": "Traceback" in node_err, "node_exceptions": exceptions(node_err),
-        "node_stderr_tail": node_err[-2000:],
-    })
-    shutil.rmtree(tmp, ignore_errors=True)
+                env = _env()
+                me = [sys.executable, "-m", "vla_pruner_ros.bench.two_host"]
+                procs["node"] = _Proc(link.exec_argv("B", node_command(ns, model, rate_hz, method, keep_ratio,
+                                                                       replan_steps, extra)), env, tmp / "node.err")
+                procs["recorder"] = _Proc(link.exec_argv("B", [*me, "monitor", json.dumps(
+                    {"ns": ns, "out": str(tmp / "b.json")})]), env, tmp / "recorder.err")
+                procs["host_a"] = _Proc(link.exec_argv("A", [*me, "host_a", json.dumps(
+                    {"ns": ns, "out": str(tmp / "a.json"), "size": size, "camera_hz": camera_hz,
+                     "instruction": instruction})]), env, tmp / "host_a.err")
+                try:
+                    procs["recorder"].expect("ready", 120.0, "host B's recorder (diagnostics of the node)")
+                    procs["host_a"].expect("chunk", 60.0, "host A (the first action chunk across the link)")
+                except RuntimeError as err:
+                    raise RuntimeError(f"{err}\nthe node's stderr:\n{procs['node'].stderr_tail()}") from None
+                time.sleep(1.0)
+                schedule = [("clean", seconds, lambda: None), ("impaired", seconds, lambda: link.set(delay_ms, loss)),
+                            ("cut", cut_s, link.cut), ("restored", recover_s, link.restore)]
+                total = sum(s for _, s, _ in schedule)
+                done = 0.0
+                for name, length, action in schedule:
+                    action()
+                    t0 = time.time()
+                    while time.time() - t0 < length:
+                        time.sleep(min(0.2, max(0.0, length - (time.time() - t0))))
+                        for who, p in procs.items():
+                            if p.p.poll() is not None:
+                                raise RuntimeError(f"{who} exited ({p.p.returncode}) in the {name} phase; its "
+                                                   f"stderr:\n{p.stderr_tail()}")
+                        frag_peak[name] = max(frag_peak.get(name, 0), frag_memory(procs["node"].p.pid))
+                        if progress:
+                            progress(done + time.time() - t0, total)
+                    phases[name] = (t0, time.time())
+                    done += length
+                link_counts = link.stats()
+                reassembly = reassembly_counts(procs["node"].p.pid)
+                for who in ("host_a", "recorder"):
+                    procs[who].send("stop")
+                for who in ("host_a", "recorder"):
+                    procs[who].expect("done", 30.0, who)
+                node_rc = procs["node"].stop(signal.SIGINT, timeout=20.0)
+                stopped = True
+            except BaseException:
+                if not stopped and "node" in procs:
+                    sys.stderr.write(f"\nthe node's stderr (tail):\n{procs['node'].stderr_tail()}\n")
+                raise
+            finally:
+                for p in procs.values():
+                    p.stop(signal.SIGKILL)
+        node_err = (tmp / "node.err").read_text(errors="replace")
+        a = json.loads((tmp / "a.json").read_text())
+        b = json.loads((tmp / "b.json").read_text())
+        if raw_dir:
+            Path(raw_dir).mkdir(parents=True, exist_ok=True)
+            for f in ("a.json", "b.json", "node.err"):
+                shutil.copy(tmp / f, Path(raw_dir) / f)
+            write_json(Path(raw_dir) / "phases.json", phases)
+        report = analyse(a, b, phases, delay_ms=delay_ms, image_timeout_s=image_timeout_s)
+        report.update({
+            "model": model, "method": method, "keep_ratio": keep_ratio, "camera_hz": camera_hz, "rate_hz": rate_hz,
+            "replan_steps": replan_steps, "frame_size": size, "seconds": seconds, "delay_ms": delay_ms, "loss": loss,
+            "cut_s": cut_s, "recover_s": recover_s, "image_timeout_s": image_timeout_s,
+            "max_translation_step": max_step,
+            "link": {"mode": link.mode, "emulation": link.describe(), "check": emulation, "frames": link_counts},
+            "ip_reassembly_b": {**link.ipfrag, "tuned": ipfrag_tuning, "peak_memory_bytes": frag_peak, **reassembly},
+            "node_exit": node_rc, "node_traceback": "Traceback" in node_err, "node_exceptions": exceptions(node_err),
+            "node_stderr_tail": node_err[-2000:],
+        })
     return report
 
 
