@@ -113,6 +113,9 @@ def probe_host() -> tuple[str | None, bool]:
         r = _run(["ip", "-n", name, "link", "add", "p0", "type", "veth", "peer", "name", "p1"], check=False)
         if r.returncode != 0:
             return f"cannot create a veth pair: {r.stderr.strip()}", False
+        r = _run(["ip", "netns", "exec", name, "true"], check=False)
+        if r.returncode != 0:
+            return f"cannot run a process in a network namespace (`ip netns exec`): {r.stderr.strip()}", False
         _run(["ip", "-n", name, "link", "set", "lo", "up"], check=False)
         netem = shutil.which("tc") is not None and _run(
             ["tc", "-n", name, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
