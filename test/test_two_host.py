@@ -43,7 +43,9 @@ def run() -> dict:
 
 
 def _why(r: dict) -> str:
-    return f"\n{two_host.format_report(r)}\nthe node's stderr (tail):\n{r['node_stderr_tail']}"
+    ticks = {k: p.get("policy_tick_ms_p95") for k, p in r["phases"].items()}
+    return (f"\n{two_host.format_report(r)}\nthe node's policy tick p95 (ms) per phase, high when the CPU is busy "
+            f"elsewhere: {ticks}\nthe node's stderr (tail):\n{r['node_stderr_tail']}")
 
 
 def test_the_link_delays_drops_and_cuts(run):
@@ -184,7 +186,7 @@ def _records():
         received = int(t * 30) - (10 if t > 2 else 0)  # 10 frames lost between 2 and 2.5 s
         stale = 4.5 < t <= 6.0
         diags.append({"t": t, "message": "waiting: image is 1.00 s old (limit 0.5 s)" if stale else "running",
-                      "values": {"control_ticks": str(int(t * 10)), "missed_ticks": "0",
+                      "values": {"control_ticks": str(int(t * 10)), "missed_ticks": "0", "tick_ms_p95": "12.0",
                                  "frames_received": str(received), "frames_dropped": "0", "chunks": str(k),
                                  "steps_executed": str(min(k, 9)), "control_rate_hz": "10.00"}})
     a = {"sent": sent, "chunks": chunks, "chunks_best_effort": chunks, "targets": targets}

@@ -773,6 +773,7 @@ def phase_figures(a: dict, b: dict, t0: float, t1: float, one_way_s: float) -> d
         out.update({
             "control_rate_hz": round(delta("control_ticks") / dt, 2),
             "control_rate_hz_node": float(vb["control_rate_hz"]),
+            "policy_tick_ms_p95": float(vb["tick_ms_p95"]),  # the node's own, over its last 200 plans
             "missed_ticks": delta("missed_ticks"), "control_ticks": delta("control_ticks"),
             "chunks": delta("chunks"), "steps_executed": delta("steps_executed"),
             "frames_sent": sent, "frames_received": received, "frames_dropped_in_node": delta("frames_dropped"),
