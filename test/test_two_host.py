@@ -9,6 +9,8 @@ of the analysis run everywhere.
 Both hosts get ROS 2's IP fragment tuning (``two_host.IPFRAG_TUNING``), as a deployment over a lossy
 link should: with the kernel's defaults, the fragments of lost camera datagrams fill host B's 4 MB
 reassembly memory within seconds and every later frame is dropped for up to 30 s (BENCHMARKS.md).
+The node runs one torch thread: with one per core, any other busy process on a 2-core machine
+stretched the tiny model's tick from about 6 ms to 1.1 s, and this test is about the link.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def run() -> dict:
     pytest.importorskip("rclpy", reason="the hosts' processes need rclpy")
     report = two_host.run_two_host(
         "tiny", SECONDS, camera_hz=30.0, rate_hz=RATE_HZ, replan_steps=2, size=64, delay_ms=DELAY_MS, loss=LOSS,
-        cut_s=CUT_S, recover_s=RECOVER_S, image_timeout_s=IMAGE_TIMEOUT_S, max_step=MAX_STEP, ipfrag_tuning=True)
+        cut_s=CUT_S, recover_s=RECOVER_S, image_timeout_s=IMAGE_TIMEOUT_S, max_step=MAX_STEP, ipfrag_tuning=True,
+        node_threads=1)
     print(two_host.format_report(report))
     return report
 

@@ -643,10 +643,12 @@ def run_two_host(model: str = "tiny", seconds: float = 10.0, camera_hz: float = 
                  progress=None, delay_ms: float = 50.0, loss: float = 0.05, cut_s: float = 2.0,
                  recover_s: float = 5.0, link_mode: str = "auto", image_timeout_s: float = 0.5,
                  max_step: float = 0.05, instruction: str = "pick up the red cube", ipfrag_tuning: bool = False,
-                 raw_dir: str | None = None) -> dict:
+                 node_threads: int | None = None, raw_dir: str | None = None) -> dict:
     """Clean link for ``seconds``, impaired for ``seconds``, cut for ``cut_s``, impaired for ``recover_s``.
 
     ``ipfrag_tuning``: both hosts get ``IPFRAG_TUNING`` instead of the kernel's IP reassembly defaults.
+    ``node_threads``: the node's torch intra-op threads (``OMP_NUM_THREADS``); None = torch's default, one
+    per core, with which any other busy process on a small machine stretches the policy tick many times.
     ``raw_dir``: also keep what hosts A and B recorded (a.json, b.json) and the phase times there."""
     with tempfile.TemporaryDirectory(prefix=PREFIX) as tmp_dir:
         tmp = Path(tmp_dir)
@@ -665,8 +667,9 @@ def run_two_host(model: str = "tiny", seconds: float = 10.0, camera_hz: float = 
             try:
                 env = _env()
                 me = [sys.executable, "-m", "vla_pruner_ros.bench.two_host"]
-                procs["node"] = _Proc(link.exec_argv("B", node_command(ns, model, rate_hz, method, keep_ratio,
-                                                                       replan_steps, extra)), env, tmp / "node.err")
+                node_env = {**env, **({"OMP_NUM_THREADS": str(node_threads)} if node_threads else {})}
+                node_argv = node_command(ns, model, rate_hz, method, keep_ratio, replan_steps, extra)
+                procs["node"] = _Proc(link.exec_argv("B", node_argv), node_env, tmp / "node.err")
                 procs["recorder"] = _Proc(link.exec_argv("B", [*me, "monitor", json.dumps(
                     {"ns": ns, "out": str(tmp / "b.json")})]), env, tmp / "recorder.err")
                 procs["host_a"] = _Proc(link.exec_argv("A", [*me, "host_a", json.dumps(
@@ -724,7 +727,7 @@ def run_two_host(model: str = "tiny", seconds: float = 10.0, camera_hz: float = 
             "model": model, "method": method, "keep_ratio": keep_ratio, "camera_hz": camera_hz, "rate_hz": rate_hz,
             "replan_steps": replan_steps, "frame_size": size, "seconds": seconds, "delay_ms": delay_ms, "loss": loss,
             "cut_s": cut_s, "recover_s": recover_s, "image_timeout_s": image_timeout_s,
-            "max_translation_step": max_step,
+            "max_translation_step": max_step, "node_threads": node_threads,
             "link": {"mode": link.mode, "emulation": link.describe(), "check": emulation, "frames": link_counts},
             "ip_reassembly_b": {**link.ipfrag, "tuned": ipfrag_tuning, "peak_memory_bytes": frag_peak, **reassembly},
             "node_exit": node_rc, "node_traceback": "Traceback" in node_err, "node_exceptions": exceptions(node_err),
