@@ -200,6 +200,7 @@ class Link:
             raise ValueError(f"link mode {mode!r}: auto, netem or relay")
         self.mode, self.seed, self.ipfrag_tuning = mode, seed, ipfrag_tuning
         self.ipfrag: dict[str, int] = {}
+        self._own_tmp = tmp is None  # a directory made here is removed in close()
         self.tmp = tmp or Path(tempfile.mkdtemp(prefix=PREFIX))
         pid = os.getpid()
         self.ns = {h: f"{PREFIX}{pid}{h}" for h in "ABL"}
@@ -307,6 +308,8 @@ class Link:
             self.relay = None
         for ns in self.ns.values():
             _delete_namespace(ns)
+        if self._own_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> Link:
         return self.open()
