@@ -51,6 +51,16 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def node_command(ns: str, model: str, rate_hz: float, method: str, keep_ratio: float, replan_steps: int,
+                 extra: dict[str, str] | None = None) -> list[str]:
+    """The ``vla_node`` command line of a benchmark: namespace, model, rate, pruning, ``-p`` extras."""
+    params = {"model.path": model, "control.rate_hz": float(rate_hz), "control.replan_steps": replan_steps,
+              "pruning.method": method, "pruning.keep_ratio": float(keep_ratio),
+              **({"pruning.layer": 2} if model == "tiny" else {}), **(extra or {})}
+    return [sys.executable, "-m", "vla_pruner_ros.ros.node", "--ros-args", "-r", f"__ns:={ns}",
+            *[a for k, v in params.items() for a in ("-p", f"{k}:={v}")], "--log-level", "warn"]
+
+
 def run_node_bench(model: str = "tiny", seconds: float = 60.0, camera_hz: float = 30.0, rate_hz: float = 10.0,
                    method: str = "vla_pruner", keep_ratio: float = 0.25, replan_steps: int = 1, size: int = 96,
                    progress=None, domain_id: int | None = None) -> dict:
@@ -68,13 +78,8 @@ def run_node_bench(model: str = "tiny", seconds: float = 60.0, camera_hz: float 
     saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
     os.environ.update({k: env[k] for k in saved})  # this process's own participant joins the same domain
     ns = f"/bench{os.getpid()}"
-    layer = ["-p", "pruning.layer:=2"] if model == "tiny" else []
-    node = subprocess.Popen(
-        [sys.executable, "-m", "vla_pruner_ros.ros.node", "--ros-args", "-r", f"__ns:={ns}",
-         "-p", f"model.path:={model}", "-p", f"control.rate_hz:={float(rate_hz)}",
-         "-p", f"control.replan_steps:={replan_steps}", "-p", f"pruning.method:={method}",
-         "-p", f"pruning.keep_ratio:={float(keep_ratio)}", *layer, "--log-level", "warn"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    node = subprocess.Popen(node_command(ns, model, rate_hz, method, keep_ratio, replan_steps),
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     from rclpy.executors import SingleThreadedExecutor
 
     context = rclpy.Context()  # its own context: callers may have rclpy initialised already
