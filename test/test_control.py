@@ -220,3 +220,22 @@ def test_consecutive_targets_never_jump_whatever_pose_a_chunk_starts_from():
         assert np.linalg.norm(p1 - p0) <= 0.02 + 1e-9
         assert 2 * np.arccos(min(1.0, abs(float(np.dot(q0, q1))))) <= 0.1 + 1e-6
     assert core.safety.hits["target_step"] >= 2 and core.safety.hits["target_rotation_step"] >= 1
+
+
+def test_a_step_without_a_pose_does_not_unhinge_the_target_limit():
+    """A chunk planned while the pose was stale has no absolute targets; the next one that has is still
+    limited against the last target commanded before it."""
+    core = _core(replan=1, max_translation_step=0.02, workspace_min=(-2.0, -2.0, -2.0),
+                 workspace_max=(2.0, 2.0, 2.0), pose_timeout_s=0.1)
+    core.set_instruction("pick up the red cube")
+    core.set_image(0, frames(1)[0], 0.0)
+    core.set_pose(np.array([0.0, 0.0, 0.3]), np.array([0.0, 0.0, 0.0, 1.0]), 0.0)
+    core.run_plan(0.0)
+    first = core.command(0.0).position
+    core.set_image(0, frames(1)[0], 0.2)  # the pose is 0.2 s old now: a plan without targets
+    core.run_plan(0.2)
+    assert core.command(0.2).position is None
+    core.set_image(0, frames(1)[0], 0.4)
+    core.set_pose(np.array([0.6, 0.0, 0.3]), np.array([0.0, 0.0, 0.0, 1.0]), 0.4)  # far away
+    core.run_plan(0.4)
+    assert np.linalg.norm(core.command(0.4).position - first) <= 0.02 + 1e-9

@@ -19,6 +19,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vla_pruner_ros.bench import two_host
@@ -115,25 +116,23 @@ def test_cut_link_holds_then_resumes(run):
     assert abs(p["control_rate_hz"] - RATE_HZ) <= 0.1 * RATE_HZ and p["chunks_at_a"] > 0, _why(run)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "vla_node integrates each new chunk from the measured ee_pose, which lags the last commanded target by the "
-    "pose feedback round trip, so the first target of a new chunk can differ from the last one by several "
-    "per-step limits, on the clean link too, and the zig-zag grows over a run (BENCHMARKS.md, two hosts)"))
 def test_no_target_jumps(run):
-    """Never a jump: consecutive ~/ee_target positions, as published and as the arm got them, differ by at
-    most safety.max_translation_step, across the whole run (the cut and its end included)."""
-    t = run["targets"]
+    """Never a jump: consecutive ~/ee_target positions as the node published them differ by at most
+    safety.max_translation_step, across the whole run (the cut and its end included). The arm cannot get
+    what the node published while the link was down, before it saw its input go stale and held: the
+    largest step the arm saw is at most one step per target it missed that way."""
+    t, c = run["targets"], run["cut"]
     assert t["published_by_node"] > 50 and t["received_by_arm"] > 50
     assert t["max_step_published_m"] <= MAX_STEP + 1e-6, _why(run)
-    assert t["max_step_received_m"] <= MAX_STEP + 1e-6, _why(run)
+    missed = int(np.ceil((c["last_motion_after_cut_s"] or 0.0) * RATE_HZ)) + 1
+    assert t["max_step_received_m"] <= missed * MAX_STEP + 1e-6, _why(run)
 
 
 def test_node_stops_cleanly(run):
-    """SIGINT while the node runs: exit status 0 and no traceback, but one known race of vla_node (its planner
-    thread may publish a chunk after SIGINT shut the context down: RCLError "publisher's context is invalid")."""
+    """SIGINT while the node runs: exit status 0 and no traceback (the planner stops quietly once a signal has
+    shut the context down)."""
     assert run["node_exit"] == 0, _why(run)
-    unexpected = [e for e in run["node_exceptions"] if "publisher's context is invalid" not in e]
-    assert not unexpected, _why(run)
+    assert not run["node_exceptions"] and not run["node_traceback"], _why(run)
 
 
 def test_exceptions_are_found():

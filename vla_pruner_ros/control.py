@@ -181,6 +181,7 @@ class ControlCore:
         self._plan: Plan | None = None
         self._executed_since_plan = 0
         self._last_command: StepCommand | None = None
+        self._last_target: tuple[np.ndarray, np.ndarray] | None = None  # the last absolute target commanded
         self._reset_stamp = -math.inf  # frames stamped before it belong to an ended episode
         self.episode = 0
         self._policy_episode = 0  # the episode the policy's temporal state belongs to (planner thread only)
@@ -387,12 +388,13 @@ class ControlCore:
                     d = plan.deltas[i]
                     position = None if plan.positions is None else plan.positions[i]
                     orientation = None if plan.orientations is None else plan.orientations[i]
-                    last = self._last_command
-                    if position is not None and last is not None and last.position is not None:
-                        # a new chunk is integrated from a measured pose that lags the commands: the
-                        # target moves at most one step's limits from the last one, never jumps
-                        position, orientation = self.safety.limit_target_step((last.position, last.orientation),
-                                                                              (position, orientation))
+                    if position is not None:
+                        if self._last_target is not None:
+                            # a new chunk is integrated from a measured pose that lags the commands: the
+                            # target moves at most one step's limits from the last one, never jumps
+                            position, orientation = self.safety.limit_target_step(self._last_target,
+                                                                                  (position, orientation))
+                        self._last_target = (position, orientation)
                     self._last_command = StepCommand(i, d, float(d[6]), position, orientation, hold=False)
                     return self._last_command
             if self._last_command is None:

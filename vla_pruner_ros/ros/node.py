@@ -383,8 +383,11 @@ class VLANode(LifecycleNode):
         self.gripper_pub.publish(Float64(data=cmd.gripper))
 
     def _publish_hold(self) -> None:
+        """The last target again, stamped now (a controller's watchdog sees a live node holding)."""
         if self._held is not None and self.target_pub is not None:
-            self.target_pub.publish(self._held[0])
+            target = self._held[0]
+            target.header.stamp = self.get_clock().now().to_msg()
+            self.target_pub.publish(target)
             self.gripper_pub.publish(Float64(data=self._held[1]))
 
     def _count_tick(self, now: float) -> None:
