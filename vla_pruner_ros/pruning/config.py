@@ -187,8 +187,9 @@ class HybridConfig(VLAPrunerConfig, InteractionConfig):
         anchor_ratio: share of each camera's tokens, strongest in edges, always among the candidates.
         semantic_candidates: whether the prefill top-M~ joins the candidates once there is action
             history (on an episode's first tick it always does, there being nothing else).
-        coverage_share: share of the budget filled for spatial coverage after the relevant tokens:
-            farthest-point sampling on the patch grid from the tokens already chosen. 0 = relevance only.
+        relevant_ratio: share of each camera's tokens chosen by relevance (the candidates above, by union
+            and diversity; at most the budget); the rest of the budget goes to spatial coverage,
+            farthest-point sampling on the patch grid from the tokens already chosen. 1 = relevance only.
         deadline_ms: optional tick latency target; None = no deadline.
         min_keep_ratio: the lowest ratio the deadline may choose.
     """
@@ -196,7 +197,7 @@ class HybridConfig(VLAPrunerConfig, InteractionConfig):
     interaction_keep_ratio: float | None = None
     anchor_ratio: float = 0.05
     semantic_candidates: bool = True
-    coverage_share: float = 0.0
+    relevant_ratio: float = 1.0
     deadline_ms: float | None = None
     min_keep_ratio: float = 0.05
 
@@ -205,9 +206,7 @@ class HybridConfig(VLAPrunerConfig, InteractionConfig):
         if self.interaction_keep_ratio is not None:
             _check_ratio("interaction_keep_ratio", self.interaction_keep_ratio)
         _check_ratio("min_keep_ratio", self.min_keep_ratio)
-        if isinstance(self.coverage_share, bool) or not isinstance(self.coverage_share, (int, float)) or \
-                not 0.0 <= self.coverage_share < 1.0:
-            raise PrunerConfigError(f"coverage_share={self.coverage_share!r} must be in [0, 1)")
+        _check_ratio("relevant_ratio", self.relevant_ratio)
         if not isinstance(self.semantic_candidates, bool):
             raise PrunerConfigError(f"semantic_candidates={self.semantic_candidates!r} must be true or false")
         if self.deadline_ms is not None and (isinstance(self.deadline_ms, bool) or not isinstance(

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..model.modeling import Prediction, SelectionInput
-from .base import CameraInput, TickContext, as_index
+from .base import CameraInput, TickContext, as_index, budget
 from .config import HybridConfig
 from .interaction import anchors, image_priors, update_interaction
 from .scores import cover, top_k, union_then_diversity
@@ -73,8 +73,8 @@ class HybridPruner(VLAPrunerPruner):
 
     def select(self, inp: CameraInput, keep: int, ctx: TickContext) -> torch.Tensor:
         """The relevant share of the budget by union and diversity, the rest by spatial coverage."""
-        relevant = keep - int(round(self.config.coverage_share * keep))
         grid = ctx.model_config.grid
+        relevant = min(keep, budget(self.config.relevant_ratio, grid * grid))
         rows = [cover(union_then_diversity(self.candidates(inp, relevant, ctx, b), inp.embeddings[b], relevant),
                       keep, grid) for b in range(inp.embeddings.shape[0])]
         return as_index(rows, inp.embeddings.device)
