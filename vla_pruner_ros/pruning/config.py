@@ -196,8 +196,8 @@ class HybridConfig(VLAPrunerConfig, InteractionConfig):
 
     interaction_keep_ratio: float | None = None
     anchor_ratio: float = 0.05
-    semantic_candidates: bool = True
-    relevant_ratio: float = 1.0
+    semantic_candidates: bool = False
+    relevant_ratio: float = 0.0625
     deadline_ms: float | None = None
     min_keep_ratio: float = 0.05
 

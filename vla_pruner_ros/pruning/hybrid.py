@@ -1,8 +1,17 @@
-"""``hybrid`` (ours): VLA-Pruner's selection with VLA-IAP's geometric anchors and interaction phase.
+"""``hybrid`` (ours): a few relevant tokens, then spatial coverage; VLA-IAP's anchors and phase.
 
-Per tick: VLA-Pruner's candidates (top-M~ by prefill attention ∪ top-M~ by the decaying window of
-action attention) plus the top geometric anchors, reduced by greedy max-min diversity to M~. The
-keep ratio can follow the interaction phase (from the IoU of the semantic and motion masks, with
+Per tick and camera, the budget M~ is split. The relevant part (``relevant_ratio`` of the camera's
+tokens, at most M~) comes from VLA-Pruner's decaying window of action attention and VLA-IAP's
+geometric (Sobel edge) anchors, united and reduced by greedy max-min diversity; the rest is spatial
+coverage: farthest-point sampling on the patch grid from the tokens already chosen. Why: on the
+shipped model, random selection beat every attention-based method at the same budget, and
+``vla-pruner sim relevance`` showed why (BENCHMARKS.md): the prefill attention at layer K-1 keeps
+almost none of the named object's patches (fewer than random), the action window and the edges
+keep most of them, and random keeps the scene covered (mean distance to a kept patch 0.9 patches
+at 25%, against 1.3 to 2.4 for the score rankings). The prefill top-M~ joins the candidates only
+on an episode's first tick (no action history yet), or always with ``semantic_candidates``. Tuned
+on training-split episodes: ``relevant_ratio`` 1/16 (9 of 144 tokens per camera) was best at both
+25% and 12.5% keep. The keep ratio can follow the interaction phase (from the IoU of the semantic and motion masks, with
 hysteresis): ``keep_ratio`` while approaching, ``interaction_keep_ratio`` once interaction is
 locked. By default the two are equal: VLA-IAP's aggressive interaction budget (half) cost grasps in
 closed loop (BENCHMARKS.md), so it is an option. With ``interaction_keep_ratio`` at most
