@@ -6,9 +6,9 @@ geometric (Sobel edge) anchors, united and reduced by greedy max-min diversity; 
 coverage: farthest-point sampling on the patch grid from the tokens already chosen. Why: on the
 shipped model, random selection beat every attention-based method at the same budget, and
 ``vla-pruner sim relevance`` showed why (BENCHMARKS.md): the prefill attention at layer K-1 keeps
-almost none of the named object's patches (fewer than random), the action window and the edges
-keep most of them, and random keeps the scene covered (mean distance to a kept patch 0.9 patches
-at 25%, against 1.3 to 2.4 for the score rankings). The prefill top-M~ joins the candidates only
+fewer of the named object's patches than random does, the action window about as many as random,
+the edges most of them (front camera), and random keeps the scene covered (mean distance to a kept
+patch 0.94 patches at 25%, against 1.3 to 1.8 for the score rankings). The prefill top-M~ joins the candidates only
 on an episode's first tick (no action history yet), or always with ``semantic_candidates``. Tuned
 on training-split episodes: ``relevant_ratio`` 1/16 (9 of 144 tokens per camera) was best at both
 25% and 12.5% keep. The keep ratio can follow the interaction phase (from the IoU of the semantic and motion masks, with
