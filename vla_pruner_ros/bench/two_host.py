@@ -524,7 +524,6 @@ def host_a_main(argv: list[str]) -> None:
     """Camera + instruction + arm: frames at ``camera_hz``, the arm's pose is its last received target."""
     import rclpy
     from geometry_msgs.msg import PoseStamped
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
@@ -581,9 +580,17 @@ def host_a_main(argv: list[str]) -> None:
     node.create_subscription(PoseStamped, f"{ns}/vla_node/ee_target", on_target, 50)
     node.create_timer(1.0 / float(cfg["camera_hz"]), on_camera)
     node.create_timer(1.0 / POSE_HZ, on_pose)
+    print("ready", flush=True)
+    _spin_and_save(node, stop, out, rec)
+
+
+def _spin_and_save(node, stop, out: str, rec: dict) -> None:
+    """Spin a recorder node until told to stop, write what it recorded, shut down."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    print("ready", flush=True)
     _spin_until(executor, stop)
     write_json(out, rec)
     print("done", flush=True)
@@ -597,7 +604,6 @@ def monitor_main(argv: list[str]) -> None:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseStamped
-    from rclpy.executors import SingleThreadedExecutor
     from trajectory_msgs.msg import JointTrajectory
 
     cfg = json.loads(argv[0])
@@ -630,14 +636,7 @@ def monitor_main(argv: list[str]) -> None:
     node.create_subscription(JointTrajectory, f"{ns}/vla_node/action_chunk",
                              lambda m: rec["chunks"].append((now(), stamp(m))), 50)
     node.create_subscription(PoseStamped, f"{ns}/vla_node/ee_target", on_target, 50)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    _spin_until(executor, stop)
-    write_json(out, rec)
-    print("done", flush=True)
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.try_shutdown()
+    _spin_and_save(node, stop, out, rec)
 
 
 # ---- the run ----------------------------------------------------------------------------------------
