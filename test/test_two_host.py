@@ -206,7 +206,9 @@ def test_phase_figures_count_transport_loss_and_latency():
     assert p["image_to_chunk_ms_at_b"]["p50"] == pytest.approx(30.0)
     b["diags"][4]["values"]["frames_missed"] = "0"
     b["diags"][8]["values"]["frames_missed"] = "7"
-    assert two_host.phase_figures(a, b, 2.0, 4.0, one_way_s=0.0)["frames_missed"] == 7
+    q = two_host.phase_figures(a, b, 2.0, 4.0, one_way_s=0.0)
+    assert q["frames_missed"] == 7  # the node's own count is reported beside, not instead of, the camera's
+    assert q["transport_loss_pct"] == pytest.approx(100.0 * q["frames_lost_in_transport"] / q["frames_sent"], abs=0.05)
 
 
 def test_cut_figures_see_holds_and_the_resume():

@@ -786,7 +786,9 @@ def phase_figures(a: dict, b: dict, t0: float, t1: float, one_way_s: float) -> d
         })
         if "frames_missed" in vb and "frames_missed" in va:
             out["frames_missed"] = delta("frames_missed")
-        out["transport_loss_pct"] = round(100.0 * out.get("frames_missed", sent - received) / max(sent, 1), 1)
+        # the camera's count against the node's: the node's own frames_missed only sees a gap once a later frame
+        # arrives, so it undercounts while nothing arrives at all
+        out["transport_loss_pct"] = round(100.0 * max(sent - received, 0) / max(sent, 1), 1)
     for key, rows in (("at_a", a["chunks"]), ("at_a_best_effort", a["chunks_best_effort"]), ("at_b", b["chunks"])):
         lat = [1000.0 * (arr - st) for arr, st in rows if t0 <= arr <= t1]
         out[f"chunks_{key}"] = len(lat)
@@ -880,7 +882,7 @@ def format_report(r: dict) -> str:
     for name, title in (("clean", "clean link"), ("impaired", f"{r['delay_ms']:g} ms, {100 * r['loss']:g}% loss"),
                         ("restored", "after the cut")):
         p = r["phases"][name]
-        missed = f", {p['frames_missed']} missed in the stamp sequence" if "frames_missed" in p else ""
+        missed = f", {p['frames_missed']} seen missing by the node (stamp gaps)" if "frames_missed" in p else ""
         lines += [
             f"{title:<17} control {p.get('control_rate_hz', float('nan')):.2f} Hz ({p.get('missed_ticks')} missed "
             f"tick(s) of {p.get('control_ticks')}); frames {p.get('frames_sent')} sent, {p.get('frames_received')} "
