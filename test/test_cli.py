@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from vla_pruner_ros.cli import main
 
 
@@ -36,6 +38,9 @@ def test_bench_writes_records(tmp_path, capsys):
         assert {"median_ms", "speedup", "flops_ratio", "select_ms", "peak_mem_mb", "floor_ms"} <= set(r)
         assert r["median_ms"] > 0 and r["floor_ms"] > 0
     assert records[0]["speedup"] == 1.0 and records[2]["tokens_kept"] == 16 and records[2]["flops_ratio"] < 1
+    assert records[0]["vs_random"] is None and records[2]["vs_random"] == 1.0  # random against itself
+    fastv = records[4]
+    assert fastv["vs_random"] == pytest.approx(records[2]["median_ms"] / fastv["median_ms"], abs=0.01)
     assert data["meta"]["attn_implementation"] == "sdpa_rows"  # transformers' SDPA plus the rows methods read
     assert "fastv" in capsys.readouterr().out
 

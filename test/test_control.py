@@ -239,3 +239,26 @@ def test_a_step_without_a_pose_does_not_unhinge_the_target_limit():
     core.set_pose(np.array([0.6, 0.0, 0.3]), np.array([0.0, 0.0, 0.0, 1.0]), 0.4)  # far away
     core.run_plan(0.4)
     assert np.linalg.norm(core.command(0.4).position - first) <= 0.02 + 1e-9
+
+
+def test_a_reset_forgets_the_old_episodes_last_target():
+    """After a reset the arm may have been homed elsewhere: the first target of the new episode is integrated
+    from the measured pose, not limited around the previous episode's last target (an instruction change
+    within an episode keeps the limit)."""
+    for reset in (True, False):
+        core = _core(replan=1, max_translation_step=0.02, workspace_min=(-2.0, -2.0, -2.0),
+                     workspace_max=(2.0, 2.0, 2.0))
+        core.set_instruction("pick up the red cube")
+        core.set_image(0, frames(1)[0], 0.0)
+        core.set_pose(np.array([0.0, 0.0, 0.3]), np.array([0.0, 0.0, 0.0, 1.0]), 0.0)
+        core.run_plan(0.0)
+        first = core.command(0.0).position
+        if reset:
+            core.reset(0.1)
+        else:
+            core.set_instruction("push the blue block")
+        core.set_image(0, frames(1)[0], 0.2)
+        core.set_pose(np.array([0.6, 0.0, 0.3]), np.array([0.0, 0.0, 0.0, 1.0]), 0.2)  # homed 0.6 m away
+        core.run_plan(0.2)
+        step = np.linalg.norm(core.command(0.2).position - first)
+        assert (step > 0.5) if reset else (step <= 0.02 + 1e-9)

@@ -135,10 +135,17 @@ def test_hybrid_budget_follows_the_phase():
     assert phases == [APPROACH, APPROACH, INTERACTION, INTERACTION, APPROACH]
     assert ratios == [0.75, 0.75, 0.25, 0.25, 0.75]
     assert kept == [48, 48, 16, 16, 48]
-    # by default the interaction phase keeps the approach budget (halving it lost grasps in closed loop)
+    # by default the interaction phase keeps the approach budget (halving it lost grasps in closed loop), so the
+    # phase changes nothing and is not tracked: no motion prior, no masks, the phase stays approach
     ratios, kept, phases = _hybrid_phase_run()
-    assert phases == [APPROACH, APPROACH, INTERACTION, INTERACTION, APPROACH]
+    assert phases == [APPROACH] * 5
     assert ratios == [0.75] * 5 and kept == [48] * 5
+    cfg = preset("tiny")
+    for params, computes_motion in (({}, False), ({"interaction_keep_ratio": 0.25}, True)):
+        pruner = build_pruner("hybrid", keep_ratio=0.75, layer=2, **params)
+        ctx = TickContext(cfg, pruner.new_state(), [np.zeros((64, 64, 3), np.uint8)] * cfg.num_cameras, 0.75)
+        pruner.prepare(ctx)
+        assert ("motion" in ctx.priors[0]) is computes_motion and len(ctx.state.camera(0).frames) == computes_motion
 
 
 def test_vla_iap_protects_anchors_and_keeps_the_interaction_region():

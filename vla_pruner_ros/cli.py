@@ -349,7 +349,7 @@ def cmd_failures(args: argparse.Namespace) -> int:
 SAMPLE_EPISODE = Path(__file__).resolve().parent / "data" / "sample_episode"
 
 
-DEMO_METHODS = ("fastv", "vla_pruner", "vla_iap", "hybrid")
+DEMO_METHODS = ("random", "fastv", "divprune", "vla_pruner", "vla_iap", "hybrid")  # every method, random first: the bar
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

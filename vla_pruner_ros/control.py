@@ -252,6 +252,9 @@ class ControlCore:
         if not keep_frames:
             self._frames = [None] * len(self._frames)
             self._fresh = [False] * len(self._fresh)
+            # the arm may have been moved (homed) between episodes: the new episode's first target starts
+            # from its measured pose, not from a step limit around the old episode's last target
+            self._last_target = None
         if now is not None:
             self._reset_stamp = float(now)
 

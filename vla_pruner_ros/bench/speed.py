@@ -46,6 +46,7 @@ class BenchRecord:
     floor_ms: float  # vision + K full layers + the rest at zero visual tokens
     floor_speedup: float
     tokens_kept: int
+    vs_random: float | None = None  # median of random at the same keep / median of this, same run
 
 
 class _FloorPruner(Pruner):
@@ -125,6 +126,7 @@ def run_bench(model: str = "small", head: str = "chunk", methods: tuple[str, ...
         if progress:
             progress(r + 1, warmup + ticks, time.time() - t_start)
     med = [float(np.median(x)) for x in lat]
+    random_ms = {keep: med[c] for c, (method, keep, _) in enumerate(configs) if method == "random"}
     floors = {int(keep): med[c] for c, (method, keep, _) in enumerate(configs) if method == "floor"}
     records = []
     for c, (method, keep, pruner) in enumerate(configs):
@@ -137,7 +139,8 @@ def run_bench(model: str = "small", head: str = "chunk", methods: tuple[str, ...
             p95_ms=round(float(np.percentile(lat[c], 95)), 2), speedup=round(med[0] / med[c], 3),
             flops_ratio=round(flops[c], 4), select_ms=round(float(np.median(sel[c])), 3),
             select_share=round(float(np.median(sel[c])) / med[c], 4), peak_mem_mb=round(peak[c], 1),
-            floor_ms=round(floor_ms, 2), floor_speedup=round(med[0] / floor_ms, 3), tokens_kept=kept[c]))
+            floor_ms=round(floor_ms, 2), floor_speedup=round(med[0] / floor_ms, 3), tokens_kept=kept[c],
+            vs_random=round(random_ms[keep] / med[c], 3) if keep in random_ms and method != "none" else None))
     meta = {
         "model": model, "head": cfg.head, "device": str(dev), "device_name": _device_name(dev), "dtype": dtype,
         "threads": torch.get_num_threads(), "attn_implementation": vla.language_model.config._attn_implementation,
@@ -176,12 +179,14 @@ def format_table(records: list[BenchRecord], meta: dict) -> str:
     head = (f"model={meta['model']} head={meta['head']} device={meta['device_name']} dtype={meta['dtype']} "
             f"cameras={meta['num_cameras']} ticks={meta['ticks']} (median) commit={meta['commit']}")
     cols = f"{'method':<10} {'keep':>6} {'K':>2} {'tokens':>6} {'median ms':>10} {'p95 ms':>8} {'speedup':>8} " \
-           f"{'FLOPs':>6} {'select ms':>9} {'select %':>8} {'floor ms':>8} {'floor x':>7} {'peak MB':>8}"
+           f"{'vs rand':>7} {'FLOPs':>6} {'select ms':>9} {'select %':>8} {'floor ms':>8} {'floor x':>7} {'peak MB':>8}"
     lines = [head, cols, "-" * len(cols)]
     for r in records:
-        lines.append(f"{r.method:<10} {r.keep:>6.3f} {r.layer:>2d} {r.tokens_kept:>6d} {r.median_ms:>10.1f} "
-                     f"{r.p95_ms:>8.1f} "
-                     f"{r.speedup:>7.2f}x {r.flops_ratio:>6.3f} {r.select_ms:>9.2f} {100 * r.select_share:>7.1f}% "
+        layer = "-" if r.method == "none" else str(r.layer)  # nothing is pruned, at no layer
+        vs_random = "-" if r.vs_random is None else f"{r.vs_random:.2f}x"
+        lines.append(f"{r.method:<10} {r.keep:>6.3f} {layer:>2} {r.tokens_kept:>6d} {r.median_ms:>10.1f} "
+                     f"{r.p95_ms:>8.1f} {r.speedup:>7.2f}x {vs_random:>7} {r.flops_ratio:>6.3f} "
+                     f"{r.select_ms:>9.2f} {100 * r.select_share:>7.1f}% "
                      f"{r.floor_ms:>8.1f} {r.floor_speedup:>6.2f}x {r.peak_mem_mb:>8.0f}")
     return "\n".join(lines)
 

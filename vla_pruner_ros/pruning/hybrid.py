@@ -58,11 +58,19 @@ class HybridPruner(VLAPrunerPruner):
     name = "hybrid"
     config_class = HybridConfig
 
+    @property
+    def tracks_phase(self) -> bool:
+        """Whether the interaction phase changes anything: only when its budget differs. Otherwise the
+        motion prior, the semantic masks and their IoU are not computed at all (the phase stays approach)."""
+        return self.config.interaction_ratio != float(self.config.keep_ratio)
+
     def prepare(self, ctx: TickContext) -> None:
-        image_priors(ctx, self.config)
+        image_priors(ctx, self.config, motion=self.tracks_phase)
 
     def on_selection(self, ctx: TickContext, inp: SelectionInput) -> None:
-        phase = update_interaction(ctx, self.config, inp.attention[0].float().cpu().numpy())
+        phase = APPROACH
+        if self.tracks_phase:
+            phase = update_interaction(ctx, self.config, inp.attention[0].float().cpu().numpy())
         ratio = float(self.config.keep_ratio) if phase == APPROACH else self.config.interaction_ratio
         if self.config.deadline_ms is not None:
             cap = deadline_ratio(list(ctx.state.latency), ctx.model_config.num_visual_tokens, self.config.deadline_ms)

@@ -39,8 +39,9 @@ from .scores import (
 )
 
 
-def image_priors(ctx: TickContext, cfg: InteractionConfig) -> None:
-    """Geometric and motion priors per camera into ``ctx.priors``; updates the motion state."""
+def image_priors(ctx: TickContext, cfg: InteractionConfig, motion: bool = True) -> None:
+    """Geometric (and, with ``motion``, motion) priors per camera into ``ctx.priors``; the motion
+    prior updates the camera's motion state."""
     grid = ctx.model_config.grid
     size = grid * cfg.work_px_per_patch
     ctx.priors = []
@@ -48,8 +49,11 @@ def image_priors(ctx: TickContext, cfg: InteractionConfig) -> None:
         if ctx.images is None:
             raise PrunerConfigError("this method needs the camera images; the tick has none")
         grey = to_grey(ctx.images[c], size)
-        motion = update_motion(ctx.state.camera(c), grey, cfg.motion_decay, cfg.morph_kernel, cfg.motion_sigma)
-        ctx.priors.append({"edge": sobel_prior(grey, grid), "motion": normalise_max(pool_to_grid(motion, grid))})
+        priors = {"edge": sobel_prior(grey, grid)}
+        if motion:
+            field = update_motion(ctx.state.camera(c), grey, cfg.motion_decay, cfg.morph_kernel, cfg.motion_sigma)
+            priors["motion"] = normalise_max(pool_to_grid(field, grid))
+        ctx.priors.append(priors)
 
 
 def semantic_prior(attention_row: np.ndarray, grid: int, sigma: float) -> np.ndarray:

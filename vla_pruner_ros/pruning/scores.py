@@ -7,6 +7,8 @@ row-major grid order (the order of the vision towers' patch tokens).
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 import torch
@@ -55,10 +57,14 @@ def union_then_diversity(candidate_sets: list[np.ndarray], embeddings: torch.Ten
     return np.sort(candidates[greedy_max_min(dist, k)])
 
 
+@functools.cache
 def grid_distances(grid: int) -> np.ndarray:
-    """Pairwise Euclidean distances (n, n) between the patches of a grid x grid patch grid."""
+    """Pairwise Euclidean distances (n, n) between the patches of a grid x grid patch grid (read-only,
+    computed once per grid size)."""
     ys, xs = np.divmod(np.arange(grid * grid), grid)
-    return np.sqrt((ys[:, None] - ys[None]) ** 2 + (xs[:, None] - xs[None]) ** 2)
+    dist = np.sqrt((ys[:, None] - ys[None]) ** 2 + (xs[:, None] - xs[None]) ** 2)
+    dist.flags.writeable = False
+    return dist
 
 
 def cover(chosen: np.ndarray, k: int, grid: int) -> np.ndarray:
