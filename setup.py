@@ -45,6 +45,7 @@ setup(
         "pyyaml>=6",
         "rosbags>=0.11",
         "matplotlib>=3.7",
+        "pillow>=10",  # OpenVLA's resize (PIL bicubic)
     ],
     extras_require={
         "ros": ROS_WHEELS,

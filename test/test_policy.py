@@ -116,3 +116,16 @@ def test_a_step_prints_no_deprecation_warning():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             policy.step(Observation([frames(1)[0]], "pick up the red cube"))
+
+
+def test_the_prompt_is_openvlas_lower_cased_instruction_with_its_punctuation():
+    """OpenVLA's prompt lower-cases the instruction and changes nothing else: the trailing "." stays."""
+    policy = _policy("tokens")
+    policy.step(Observation(frames(1), "Put the carrot on the plate."))
+    _, tok = tiny("tokens")
+    expected = tok("In: What action should the robot take to put the carrot on the plate.?\nOut:",
+                   add_special_tokens=True)["input_ids"]
+    assert policy._input_ids[0].tolist() == list(expected)
+    assert policy._input_ids[0].tolist() != list(
+        tok("In: What action should the robot take to put the carrot on the plate?\nOut:",
+            add_special_tokens=True)["input_ids"])

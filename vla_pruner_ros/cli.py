@@ -37,7 +37,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     path = Path(resolve_model_path(args.checkpoint))
     if path.is_dir():
         overrides = {"head": args.head, "chunk_len": 8} if args.head == "chunk" else {}
-        cfg = VLAConfig.from_file(path / "config.json", **overrides)
+        cfg = VLAConfig.from_dir(path, **overrides)
         model = build_model(cfg, device="meta")
     elif args.checkpoint in PRESET_NAMES:
         model, _ = build_preset(args.checkpoint, head=args.head or "tokens", device="meta")

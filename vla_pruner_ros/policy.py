@@ -170,7 +170,8 @@ class VLAPolicy:
         if instruction != self._instruction:
             self._instruction = instruction
             self.reset()
-            prompt = self.model.config.prompt_template.format(instruction=instruction.lower().rstrip("."))
+            # as OpenVLA builds it: lower-cased, punctuation kept ("Put the carrot on the plate." keeps its ".")
+            prompt = self.model.config.prompt_template.format(instruction=instruction.lower())
             ids = encode_prompt(self.tokenizer, prompt, self.model.config.prompt_suffix_token_id)
             self._input_ids = torch.tensor([ids], dtype=torch.long)
 

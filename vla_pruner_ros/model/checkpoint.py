@@ -238,7 +238,7 @@ def load_checkpoint(checkpoint_dir: str | Path, device: str | torch.device = "cp
     if not checkpoint_dir.is_dir():
         raise CheckpointError(f"{checkpoint_dir} is not a directory; expected a checkpoint directory with config.json")
     try:
-        config = VLAConfig.from_file(checkpoint_dir / "config.json", **config_overrides)
+        config = VLAConfig.from_dir(checkpoint_dir, **config_overrides)
     except ConfigError as err:
         raise CheckpointError(str(err)) from None
     tensors = read_tensors(checkpoint_dir)

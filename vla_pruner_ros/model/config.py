@@ -25,6 +25,10 @@ PROMPT_TEMPLATE = "In: What action should the robot take to {instruction}?\nOut:
 DINO_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 SIGLIP_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 HEADS = ("tokens", "chunk")
+# How a camera frame is resized to the model's square input: "pil_bicubic" is OpenVLA's processor (PIL's
+# bicubic, which antialiases when shrinking); "cv2_cubic" (OpenCV's INTER_CUBIC, no antialiasing) is what the
+# models trained here before this setting existed were trained with.
+RESIZES = ("pil_bicubic", "cv2_cubic")
 
 # The only fused backbone OpenVLA ships; its tower sizes (OPENVLA_LAYOUT.md sections 1 and 2).
 _OPENVLA_TIMM_IDS = ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"]
@@ -69,6 +73,7 @@ class VLAConfig:
     prompt_template: str = PROMPT_TEMPLATE
     prompt_suffix_token_id: int | None = None  # OpenVLA appends Llama's empty token 29871 if missing
     image_mean_std: tuple = (DINO_MEAN_STD, SIGLIP_MEAN_STD)
+    resize: str = "pil_bicubic"
     norm_stats: dict[str, Any] = field(default_factory=dict)
     # K for the methods that prune inside the LLM when the user leaves it unset; None = the methods'
     # own defaults (set for the 32-layer OpenVLA). A shallow model names its own (e.g. 1 of 4 layers).
@@ -77,6 +82,8 @@ class VLAConfig:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ConfigError(f"head={self.head!r} is not supported; expected one of {HEADS}")
+        if self.resize not in RESIZES:
+            raise ConfigError(f"resize={self.resize!r} is not supported; expected one of {RESIZES}")
         if self.head == "tokens" and self.chunk_len != 1:
             raise ConfigError(f"chunk_len={self.chunk_len} needs head='chunk'; the tokens head decodes one step")
         for key, value in (("action_dim", self.action_dim), ("chunk_len", self.chunk_len),
@@ -178,6 +185,7 @@ class VLAConfig:
             own = dict(data["vla_pruner"])
             if "image_mean_std" in own:
                 own["image_mean_std"] = tuple(tuple(map(tuple, pair)) for pair in own["image_mean_std"])
+            own.setdefault("resize", "cv2_cubic")  # written before the setting existed: trained with OpenCV's
             kwargs = {**own, "text_config": text, "norm_stats": norm_stats}
         else:
             ids = data.get("timm_model_ids")
@@ -203,6 +211,19 @@ class VLAConfig:
             raise ConfigError(f"config.json is incomplete or malformed: {err}") from None
 
     @classmethod
+    def from_dir(cls, checkpoint_dir: str | Path, **overrides: Any) -> VLAConfig:
+        """A checkpoint directory's config.json, with the image normalisation of its
+        preprocessor_config.json where it has one (as OpenVLA's processor reads it)."""
+        checkpoint_dir = Path(checkpoint_dir)
+        processor = checkpoint_dir / PREPROCESSOR_FILE
+        if processor.is_file() and "image_mean_std" not in overrides:
+            overrides = {**overrides, "image_mean_std": read_preprocessor(processor)}
+        config = cls.from_file(checkpoint_dir / "config.json", **overrides)
+        if processor.is_file():
+            check_preprocessor(processor, config.image_size)
+        return config
+
+    @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> VLAConfig:
         path = Path(path)
         try:
@@ -212,6 +233,51 @@ class VLAConfig:
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path} is not valid JSON: {err}") from None
         return cls.from_json_dict(data, **overrides)
+
+
+PREPROCESSOR_FILE = "preprocessor_config.json"
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_preprocessor(path: Path) -> tuple:
+    """The per-tower (mean, std) of an OpenVLA ``preprocessor_config.json``: its ``means`` and ``stds``, one
+    RGB triple per tower (DINO, SigLIP), exactly as written there."""
+    data = _load_json(path)
+    pairs = []
+    for key in ("means", "stds"):
+        value = data.get(key)
+        if (not isinstance(value, list) or len(value) != 2 or not all(
+                isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                          for x in v) for v in value)):
+            raise ConfigError(f"{path}: {key}={value!r}; expected two RGB triples (DINO, SigLIP) of numbers")
+        pairs.append(value)
+    if any(x <= 0 for v in pairs[1] for x in v):
+        raise ConfigError(f"{path}: stds={pairs[1]!r} must be positive")
+    return tuple((tuple(float(x) for x in pairs[0][t]), tuple(float(x) for x in pairs[1][t])) for t in range(2))
+
+
+def check_preprocessor(path: Path, image_size: int) -> None:
+    """Refuse a preprocessor_config.json whose resize this package does not reproduce."""
+    data = _load_json(path)
+    strategy = data.get("image_resize_strategy", "resize-naive")
+    if strategy != "resize-naive":
+        raise ConfigError(f"{path}: image_resize_strategy={strategy!r}; expected 'resize-naive' (the only one "
+                          "implemented)")
+    interpolations = data.get("interpolations", ["bicubic", "bicubic"])
+    if not isinstance(interpolations, list) or any(i != "bicubic" for i in interpolations):
+        raise ConfigError(f"{path}: interpolations={interpolations!r}; expected 'bicubic' for every tower")
+    sizes = data.get("input_sizes", [[3, image_size, image_size]] * 2)
+    if not isinstance(sizes, list) or any(size != [3, image_size, image_size] for size in sizes):
+        raise ConfigError(f"{path}: input_sizes={sizes!r}; the model's towers take [3, {image_size}, {image_size}]")
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel, SiglipVisionConfig, SiglipVisionModel
 
-from .config import VLAConfig
+from .config import RESIZES, VLAConfig
+from .errors import ConfigError
 
 
 class FusedVisionBackbone(nn.Module):
@@ -46,23 +48,33 @@ class FusedVisionBackbone(nn.Module):
         return torch.cat([dino, s], dim=-1)  # (B, M, Dd + Ds)
 
 
-def resize_frame(image: np.ndarray, size: int) -> np.ndarray:
-    """A frame at the model's square size as inference sees it: naive bicubic resize (no crop)."""
+def resize_frame(image: np.ndarray, size: int, method: str = "pil_bicubic") -> np.ndarray:
+    """A frame at the model's square size as inference sees it: naive bicubic resize (no crop).
+
+    ``pil_bicubic``: PIL's bicubic, as OpenVLA's processor resizes (it antialiases when shrinking);
+    ``cv2_cubic``: OpenCV's INTER_CUBIC, what the models trained here before that setting were trained with.
+    """
     if image.shape[:2] == (size, size):
         return image
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
+    if method == "pil_bicubic":
+        return np.array(Image.fromarray(np.ascontiguousarray(image)).resize((size, size), Image.Resampling.BICUBIC))
+    if method == "cv2_cubic":
+        return cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
+    raise ConfigError(f"resize={method!r}; expected one of {RESIZES}")
 
 
 def preprocess_images(images: list[np.ndarray], config: VLAConfig) -> torch.Tensor:
     """RGB uint8 frames (H, W, 3) -> pixel_values (num_cameras, 6, S, S), float32.
 
-    Resize naively (no crop, no letterbox) to the model's square size with bicubic interpolation,
-    scale to [0, 1], then normalise once per tower (ImageNet statistics for DINO, 0.5/0.5 for SigLIP).
+    Resize naively (no crop, no letterbox) to the model's square size with bicubic interpolation
+    (``config.resize``), scale to [0, 1], then normalise once per tower with ``config.image_mean_std``
+    (a checkpoint's preprocessor_config.json where it has one; else ImageNet statistics for DINO,
+    0.5/0.5 for SigLIP).
     """
     size = config.image_size
     out = []
     for image in images:
-        image = resize_frame(image, size)
+        image = resize_frame(image, size, config.resize)
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)  # (3, S, S)
         planes = []
         for mean, std in config.image_mean_std:

@@ -49,7 +49,7 @@ class Episode:
         return [self.images[t]] if cameras == 1 else [self.images[t], self.wrist[t]]
 
 
-def load_episode(path: Path, image_size: int) -> Episode:
+def load_episode(path: Path, image_size: int, resize: str = "cv2_cubic") -> Episode:
     with Bag(path) as bag:
         image_topic = next((t for t in IMAGE_TOPICS if t in bag.topics), None)
         wrist_topic = next((t for t in WRIST_TOPICS if t in bag.topics), None)
@@ -66,7 +66,7 @@ def load_episode(path: Path, image_size: int) -> Episode:
 
     def decode(topic: str) -> list[np.ndarray]:  # resized exactly as the policy resizes camera frames
         return [resize_frame(compressed_to_rgb(m.msg) if topic.endswith("compressed") else image_to_rgb(m.msg),
-                             image_size) for m in by_topic[topic]]
+                             image_size, resize) for m in by_topic[topic]]
 
     frames = decode(image_topic)
     wrist = None
@@ -116,7 +116,7 @@ def cut_at_fall(e: Episode) -> Episode:
                    None if e.wrist is None else e.wrist[:n])
 
 
-def load_episodes(data_dir: str | Path, image_size: int, progress=None) -> list[Episode]:
+def load_episodes(data_dir: str | Path, image_size: int, progress=None, resize: str = "cv2_cubic") -> list[Episode]:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise BagError(f"{data_dir} is not a directory of recorded episodes")
@@ -126,7 +126,7 @@ def load_episodes(data_dir: str | Path, image_size: int, progress=None) -> list[
                        "`vla-pruner sim record`")
     out = []
     for i, p in enumerate(paths):
-        out.append(load_episode(p, image_size))
+        out.append(load_episode(p, image_size, resize))
         if progress:
             progress(i + 1, len(paths), 1.0)
     return out

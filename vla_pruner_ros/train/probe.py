@@ -50,7 +50,7 @@ def probe(run_dir: str | Path, data_dir: str | Path, steps: tuple[int, ...] = (0
     cfg = TrainConfig(**state["config"])
     head = SceneHead(model.config.llm_dim)
     head.load_state_dict(state["scene_head"])
-    episodes = load_episodes(data_dir, cfg.image_size)
+    episodes = load_episodes(data_dir, cfg.image_size, resize=model.config.resize)
     episodes = [e for e in episodes if e.scene is not None][:max_episodes]
     if counterfactual:  # the first other object of each scene, where there is one
         episodes = [replace(e, instruction=alts[0][0],

@@ -27,7 +27,7 @@ from torch import nn
 from ..errors import VLAPrunerError
 from ..model import build_model, build_tokenizer, load_checkpoint, save_checkpoint
 from ..model.actions import ActionNormalizer, normalize_bounds
-from ..model.config import VLAConfig
+from ..model.config import RESIZES, VLAConfig
 from ..model.tokenizer import encode_prompt
 from ..model.vision import preprocess_images
 from ..sim.tasks import COLORS
@@ -68,6 +68,7 @@ class TrainConfig:
     """Attributes: model sizes (image_size / patch_size = tokens per side), optimisation, augmentation."""
 
     image_size: int = 96
+    resize: str = "cv2_cubic"  # how frames are resized to image_size (model.config.RESIZES); the shipped model's
     patch_size: int = 8  # 12 x 12 = 144 visual tokens
     vision_dim: int = 64
     vision_layers: int = 3  # the second-to-last block's output is used, as OpenVLA
@@ -95,6 +96,8 @@ class TrainConfig:
     threads: int = 0  # 0 = torch's default
 
     def __post_init__(self) -> None:
+        if self.resize not in RESIZES:
+            raise TrainError(f"resize={self.resize!r}; expected one of {RESIZES}")
         if self.image_size % self.patch_size:
             raise TrainError(f"image_size={self.image_size} must be a multiple of patch_size={self.patch_size}")
         if (self.image_size // self.patch_size) ** 2 < 16:
@@ -140,7 +143,8 @@ class TrainConfig:
                     tie_word_embeddings=False, max_position_embeddings=1024, rope_theta=10000.0)
         return VLAConfig(featurizer=dino, fused_featurizer=siglip, text_config=text, name="sim-tabletop",
                          head="chunk", chunk_len=self.chunk_len, proprio_dim=8, action_token_base=vocab,
-                         norm_stats=stats, prune_layer=self.prune_layer, num_cameras=self.cameras)
+                         norm_stats=stats, prune_layer=self.prune_layer, num_cameras=self.cameras,
+                         resize=self.resize)
 
 
 def sincos_2d(grid: int, dim: int) -> torch.Tensor:
@@ -369,7 +373,7 @@ def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: b
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    episodes = load_episodes(data_dir, cfg.image_size)
+    episodes = load_episodes(data_dir, cfg.image_size, resize=cfg.resize)
     train_eps = [e for e in episodes if not e.held_out]
     val_eps = [e for e in episodes if e.held_out] or train_eps[-max(1, len(train_eps) // 10):]
     if not train_eps:
