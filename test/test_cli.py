@@ -69,3 +69,28 @@ def test_console_entry_point_has_no_traceback(tmp_path):
     out = subprocess.run([sys.executable, "-m", "vla_pruner_ros.cli", "demo", "--model", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr and "neither a checkpoint" in out.stderr
+
+
+def test_info_names_the_tensors_a_checkpoints_index_lacks(tmp_path, capsys):
+    from conftest import tiny
+
+    from vla_pruner_ros.model import save_checkpoint
+
+    model, tokenizer = tiny("tokens")
+    ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer)
+    assert main(["info", str(ckpt)]) == 0
+    assert "tensors_missing" not in capsys.readouterr().out
+    index_path = ckpt / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    dropped = sorted(index["weight_map"])[3]
+    del index["weight_map"][dropped]
+    index["weight_map"]["projector.extra.weight"] = next(iter(index["weight_map"].values()))
+    index_path.write_text(json.dumps(index))
+    assert main(["info", str(ckpt)]) == 1
+    out, err = capsys.readouterr()
+    assert f"1 missing from the index: {dropped}" in out
+    assert "1 in the index, not in the model: projector.extra.weight" in out
+    assert "(1 missing, 1 unexpected); it will not load" in err
+    assert main(["info", str(ckpt), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["tensors_missing"] == [dropped] and data["tensors_unexpected"] == ["projector.extra.weight"]

@@ -50,9 +50,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     vision = sum(t.numel() for k, t in tensors.items() if k.startswith("vision_backbone."))
     llm = sum(t.numel() for k, t in tensors.items() if k.startswith("language_model."))
     index = path / INDEX_FILE if path.is_dir() else None
-    stored = None
+    stored, missing, unexpected = None, [], []
     if index is not None and index.exists():
-        stored = len(json.loads(index.read_text())["weight_map"])
+        names = set(json.loads(index.read_text())["weight_map"])
+        stored = len(names)
+        missing, unexpected = sorted(set(tensors) - names), sorted(names - set(tensors))
     info = {
         "name": cfg.name,
         "architecture": "OpenVLA (Prismatic): DINOv2-reg + SigLIP fused vision, GELU MLP projector, Llama LM",
@@ -71,20 +73,29 @@ def cmd_info(args: argparse.Namespace) -> int:
                         {"type": "chunk (L1 regression, parallel decoding)", "chunk_len": cfg.chunk_len,
                          "action_dim": cfg.action_dim, "proprio_dim": cfg.proprio_dim}),
         "norm_stats_keys": sorted(cfg.norm_stats),
+        "tensors_missing": missing, "tensors_unexpected": unexpected,
     }
+    complete = not (missing or unexpected)
     if args.json:
         print(json.dumps(info, indent=2))
-        return 0
+        return 0 if complete else 1
     for key, value in info.items():
         if key == "norm_stats_keys":
             print(f"{'norm_stats keys':<20} {len(value)}: {', '.join(value)}")
+        elif key in ("tensors_missing", "tensors_unexpected"):
+            if value:
+                what = "missing from the index" if key == "tensors_missing" else "in the index, not in the model"
+                print(f"{key:<20} {len(value)} {what}: {', '.join(value)}")
         elif isinstance(value, dict):
             print(f"{key:<20} " + ", ".join(f"{k}={v}" for k, v in value.items()))
         elif isinstance(value, int):
             print(f"{key:<20} {value:,}")
         elif value is not None:
             print(f"{key:<20} {value}")
-    return 0
+    if not complete:
+        print(f"vla-pruner info: {path} does not hold the tensors its config implies ({len(missing)} missing, "
+              f"{len(unexpected)} unexpected); it will not load", file=sys.stderr)
+    return 0 if complete else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
