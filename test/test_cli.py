@@ -94,3 +94,33 @@ def test_info_names_the_tensors_a_checkpoints_index_lacks(tmp_path, capsys):
     assert main(["info", str(ckpt), "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["tensors_missing"] == [dropped] and data["tensors_unexpected"] == ["projector.extra.weight"]
+
+
+def test_bench_papers_dry_run_writes_both_suites(tmp_path, capsys):
+    """The GPU benchmark's plumbing on the tiny preset and the CPU: both model shapes, every method and keep."""
+    out = tmp_path / "papers"
+    assert main(["bench-papers", "--model", "tiny", "--device", "cpu", "--dtype", "float32", "--ticks", "1",
+                 "--warmup", "1", "--out", str(out), "--quiet"]) == 0
+    tokens = json.loads((out / "openvla_tokens.json").read_text())
+    chunk = json.loads((out / "oft_chunk.json").read_text())
+    assert tokens["meta"]["head"] == "tokens" and tokens["meta"]["num_cameras"] == 1
+    assert chunk["meta"]["head"] == "chunk" and chunk["meta"]["num_cameras"] == 2 and chunk["meta"]["proprio_dim"] == 8
+    for data in (tokens, chunk):
+        pairs = {(r["method"], r["keep"]) for r in data["records"]}
+        assert pairs == {("none", 1.0)} | {(m, k) for m in ("random", "fastv", "divprune", "vla_pruner", "vla_iap",
+                                                              "hybrid") for k in (1.0, 0.5, 0.25, 0.125)}
+    md = (out / "bench_papers.md").read_text()
+    assert md.count("| method | keep |") == 2 and "dry run on the tiny preset" in md and "236 -> 129 ms" in md
+
+
+def test_bench_papers_without_cuda_is_one_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = subprocess.run([sys.executable, "-m", "vla_pruner_ros.cli", "bench-papers"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"vla-pruner bench-papers: error: --device cuda: CUDA is not available here (torch {torch.__version__}, "
+        "torch.cuda.is_available() is False); this benchmark needs an NVIDIA GPU"]

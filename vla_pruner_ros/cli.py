@@ -118,6 +118,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_papers(args: argparse.Namespace) -> int:
+    from .bench.papers import run_papers
+
+    run_papers(args.out, args.model, args.device, args.dtype, args.ticks, args.warmup, args.quiet)
+    return 0
+
+
 def cmd_params(args: argparse.Namespace) -> int:
     from .settings import flat_defaults, load_param_file, settings_from_flat
 
@@ -461,6 +468,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="PATH", help="also write the records as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-papers", help="GPU: OpenVLA-7B (tokens head) and OpenVLA-OFT-7B's shape (chunk head, "
+                                            "2 cameras, proprio) in bf16, every method, keep 1/0.5/0.25/0.125")
+    p.add_argument("--out", default="out/bench_papers", metavar="DIR", help="where the JSON and Markdown go")
+    p.add_argument("--model", default="openvla-7b", help="preset to time (openvla-7b; tiny for a dry run)")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="bfloat16")
+    p.add_argument("--ticks", type=int, default=10, help="measured rounds per configuration")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_bench_papers)
 
     p = sub.add_parser("replay", help="run a recorded bag through the pruned policy offline; compare methods")
     p.add_argument("bag", help="bag directory (metadata.yaml + .db3/.mcap) or a single .mcap/.db3 file")

@@ -82,14 +82,15 @@ def _peak_mem_mb(device: torch.device) -> float:
 def run_bench(model: str = "small", head: str = "chunk", methods: tuple[str, ...] = ("none", "random", "fastv"),
               keeps: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125), ticks: int = 15, warmup: int = 3,
               layer: int | None = None, device: str = "cpu", dtype: str = "float32", num_cameras: int = 1,
-              threads: int | None = None, seed: int = 0, progress=None) -> tuple[list[BenchRecord], dict]:
+              threads: int | None = None, seed: int = 0, progress=None,
+              proprio_dim: int = 0) -> tuple[list[BenchRecord], dict]:
+    """``proprio_dim``: a proprio token of that many values (presets only; a checkpoint has its own)."""
     if threads:
         torch.set_num_threads(threads)
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     dev = torch.device(device)
-    vla, tokenizer = _load(model, head, dev, torch_dtype, num_cameras)
+    vla, tokenizer = _load(model, head, dev, torch_dtype, num_cameras, proprio_dim)
     cfg = vla.config
-    frames = moving_square_frames(warmup + ticks, cfg.image_size, seed)
     configs: list[tuple[str, float, Pruner]] = [("none", 1.0, build_pruner("none"))]
     for method in methods:
         if method == "none":
@@ -104,6 +105,7 @@ def run_bench(model: str = "small", head: str = "chunk", methods: tuple[str, ...
     configs += [("floor", float(k), _FloorPruner(PrunerConfig(layer=k))) for k in layers]
     # Time temporal methods with a full window (their steady state), not an episode's first ticks.
     warmup = max(warmup, *(int(getattr(p.config, "window", 0)) for _, _, p in configs))
+    frames = moving_square_frames(warmup + ticks, cfg.image_size, seed)
     policies = [VLAPolicy(vla, tokenizer, pruner) for _, _, pruner in configs]
     lat: list[list[float]] = [[] for _ in configs]
     sel: list[list[float]] = [[] for _ in configs]
@@ -144,7 +146,7 @@ def run_bench(model: str = "small", head: str = "chunk", methods: tuple[str, ...
     meta = {
         "model": model, "head": cfg.head, "device": str(dev), "device_name": _device_name(dev), "dtype": dtype,
         "threads": torch.get_num_threads(), "attn_implementation": vla.language_model.config._attn_implementation,
-        "ticks": ticks, "warmup": warmup, "num_cameras": cfg.num_cameras,
+        "ticks": ticks, "warmup": warmup, "num_cameras": cfg.num_cameras, "proprio_dim": cfg.proprio_dim,
         "visual_tokens_per_camera": cfg.tokens_per_camera, "llm_layers": cfg.num_layers,
         "commit": _git_commit(), "torch": torch.__version__, "python": platform.python_version(),
     }
@@ -155,11 +157,12 @@ def _proprio(cfg) -> np.ndarray | None:
     return np.zeros(cfg.proprio_dim) if cfg.proprio_dim else None
 
 
-def _load(model: str, head: str, device: torch.device, dtype: torch.dtype, num_cameras: int):
+def _load(model: str, head: str, device: torch.device, dtype: torch.dtype, num_cameras: int, proprio_dim: int = 0):
     from ..model import PRESET_NAMES, build_preset
 
     if model in PRESET_NAMES:
-        return build_preset(model, head=head, num_cameras=num_cameras, device=device, dtype=dtype)
+        return build_preset(model, head=head, num_cameras=num_cameras, proprio_dim=proprio_dim, device=device,
+                            dtype=dtype)
     return load_model(model, head=head, device=device, dtype=dtype)
 
 
@@ -188,6 +191,24 @@ def format_table(records: list[BenchRecord], meta: dict) -> str:
                      f"{r.p95_ms:>8.1f} {r.speedup:>7.2f}x {vs_random:>7} {r.flops_ratio:>6.3f} "
                      f"{r.select_ms:>9.2f} {100 * r.select_share:>7.1f}% "
                      f"{r.floor_ms:>8.1f} {r.floor_speedup:>6.2f}x {r.peak_mem_mb:>8.0f}")
+    return "\n".join(lines)
+
+
+def format_markdown(records: list[BenchRecord], meta: dict) -> str:
+    """The table as Markdown, for BENCHMARKS.md."""
+    title = (f"{meta['model']}, {meta['head']} head, {meta['num_cameras']} camera(s), proprio "
+             f"{meta.get('proprio_dim', 0)}, {meta['device_name']}, {meta['dtype']}, median of {meta['ticks']} "
+             f"ticks, commit {meta['commit']}")
+    lines = [title, "",
+             "| method | keep | K | visual tokens | median ms | p95 ms | speedup | vs random | LLM FLOPs | select ms "
+             "| select % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        layer = "-" if r.method == "none" else str(r.layer)
+        vs_random = "-" if r.vs_random is None else f"{r.vs_random:.2f}x"
+        lines.append(f"| {r.method} | {r.keep:g} | {layer} | {r.tokens_kept} | {r.median_ms:.1f} | {r.p95_ms:.1f} | "
+                     f"{r.speedup:.2f}x | {vs_random} | {r.flops_ratio:.3f} | {r.select_ms:.2f} | "
+                     f"{100 * r.select_share:.1f}% |")
     return "\n".join(lines)
 
 
