@@ -242,9 +242,9 @@ def test_a_step_without_a_pose_does_not_unhinge_the_target_limit():
 
 
 def test_a_reset_forgets_the_old_episodes_last_target():
-    """After a reset the arm may have been homed elsewhere: the first target of the new episode is integrated
-    from the measured pose, not limited around the previous episode's last target (an instruction change
-    within an episode keeps the limit)."""
+    """After a reset the arm may have been homed elsewhere: the old episode's target is not held, and the first
+    target of the new episode is integrated from the measured pose, not limited around the previous episode's
+    last target (an instruction change within an episode keeps the limit)."""
     for reset in (True, False):
         core = _core(replan=1, max_translation_step=0.02, workspace_min=(-2.0, -2.0, -2.0),
                      workspace_max=(2.0, 2.0, 2.0))
@@ -255,6 +255,7 @@ def test_a_reset_forgets_the_old_episodes_last_target():
         first = core.command(0.0).position
         if reset:
             core.reset(0.1)
+            assert core.command(0.15) is None  # no hold of the old episode's target before the new one plans
         else:
             core.set_instruction("push the blue block")
         core.set_image(0, frames(1)[0], 0.2)

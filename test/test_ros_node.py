@@ -178,6 +178,39 @@ def test_dry_run_then_enable_then_disarm_holds(harness_factory):
                         for t in held)
 
 
+def test_after_a_reset_the_old_episodes_target_is_not_held(harness_factory):
+    """The arm may be homed between episodes: after ~/reset an armed node publishes no target of the old episode
+    (no hold of it), and targets come again once the new episode plans."""
+    params = {**FAST, "pose_feedback": True, "dry_run": False, "safety.workspace_min": [-2.0, -2.0, -2.0],
+              "safety.workspace_max": [2.0, 2.0, 2.0]}
+    h = harness_factory(params)
+    frame = frames(1)[0]
+
+    def make(n):
+        from geometry_msgs.msg import PoseStamped
+
+        pose = PoseStamped()
+        pose.header.stamp = h.now()
+        pose.pose.position.z = 0.3
+        pose.pose.orientation.w = 1.0
+        h.pose_pub.publish(pose)
+        return image_msg(frame, stamp=h.now())
+
+    h.publish_frames(make, 1.0, 20)
+    assert wait_for(lambda: len(h.targets) >= 3)
+    time.sleep(0.6)  # the camera is stale: the node holds, publishing the last target every tick
+    n = len(h.targets)
+    time.sleep(0.3)
+    assert len(h.targets) > n, "no hold before the reset"
+    assert h.call(h.reset_client, Trigger.Request()).success
+    time.sleep(0.2)  # a tick already in flight
+    n = len(h.targets)
+    time.sleep(0.6)
+    assert len(h.targets) == n, "the old episode's target was held after the reset"
+    h.publish_frames(make, 1.0, 20)
+    assert wait_for(lambda: len(h.targets) > n)
+
+
 def test_limits_clamp_out_of_range_actions(harness_factory):
     h = harness_factory({**FAST, "safety.max_translation_step": 0.001, "safety.max_rotation_step": 0.002,
                          "diagnostics_period_s": 0.2})

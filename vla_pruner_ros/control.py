@@ -252,9 +252,11 @@ class ControlCore:
         if not keep_frames:
             self._frames = [None] * len(self._frames)
             self._fresh = [False] * len(self._fresh)
-            # the arm may have been moved (homed) between episodes: the new episode's first target starts
-            # from its measured pose, not from a step limit around the old episode's last target
+            # the arm may have been moved (homed) between episodes: nothing of the old episode is commanded
+            # again (no hold of its last target), and the new episode's first target starts from the measured
+            # pose, not from a step limit around the old episode's last target
             self._last_target = None
+            self._last_command = None
         if now is not None:
             self._reset_stamp = float(now)
 

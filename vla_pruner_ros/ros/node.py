@@ -312,6 +312,7 @@ class VLANode(LifecycleNode):
 
     def _on_reset(self, _request, response):
         episode = self.core.reset(self._now())
+        self._held = None  # no hold of the old episode's target: nothing is published until the new one plans
         response.success = True
         response.message = f"episode {episode}: temporal state cleared before the next plan"
         self.get_logger().info(response.message)
