@@ -146,12 +146,8 @@ def test_stale_camera_stops_output_and_resumes(harness_factory):
     assert wait_for(lambda: len(h.chunks) > n)
 
 
-def test_dry_run_then_enable_then_disarm_holds(harness_factory):
-    params = {**FAST, "pose_feedback": True, "safety.workspace_min": [-2.0, -2.0, -2.0],
-              "safety.workspace_max": [2.0, 2.0, 2.0]}
-    h = harness_factory(params)
-    frame = frames(1)[0]
-
+def _frame_with_pose(h, frame):
+    """A publish_frames callback that also publishes the arm's pose (z = 0.3) with each frame."""
     def make(n):
         from geometry_msgs.msg import PoseStamped
 
@@ -161,6 +157,14 @@ def test_dry_run_then_enable_then_disarm_holds(harness_factory):
         pose.pose.orientation.w = 1.0
         h.pose_pub.publish(pose)
         return image_msg(frame, stamp=h.now())
+    return make
+
+
+def test_dry_run_then_enable_then_disarm_holds(harness_factory):
+    params = {**FAST, "pose_feedback": True, "safety.workspace_min": [-2.0, -2.0, -2.0],
+              "safety.workspace_max": [2.0, 2.0, 2.0]}
+    h = harness_factory(params)
+    make = _frame_with_pose(h, frames(1)[0])
 
     h.publish_frames(make, 1.2, 20)
     assert len(h.chunks) >= 1 and h.targets == [] and h.grippers == [], "dry run published controller outputs"
@@ -184,17 +188,7 @@ def test_after_a_reset_the_old_episodes_target_is_not_held(harness_factory):
     params = {**FAST, "pose_feedback": True, "dry_run": False, "safety.workspace_min": [-2.0, -2.0, -2.0],
               "safety.workspace_max": [2.0, 2.0, 2.0]}
     h = harness_factory(params)
-    frame = frames(1)[0]
-
-    def make(n):
-        from geometry_msgs.msg import PoseStamped
-
-        pose = PoseStamped()
-        pose.header.stamp = h.now()
-        pose.pose.position.z = 0.3
-        pose.pose.orientation.w = 1.0
-        h.pose_pub.publish(pose)
-        return image_msg(frame, stamp=h.now())
+    make = _frame_with_pose(h, frames(1)[0])
 
     h.publish_frames(make, 1.0, 20)
     assert wait_for(lambda: len(h.targets) >= 3)

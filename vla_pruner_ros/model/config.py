@@ -226,13 +226,9 @@ class VLAConfig:
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> VLAConfig:
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path} does not exist; a checkpoint directory needs a config.json") from None
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path} is not valid JSON: {err}") from None
-        return cls.from_json_dict(data, **overrides)
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist; a checkpoint directory needs a config.json")
+        return cls.from_json_dict(_load_json(path), **overrides)
 
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
