@@ -175,3 +175,25 @@ def test_hybrid_deadline_lowers_the_keep_ratio_online():
     assert len(policy.state.latency) == 6
     relaxed = VLAPolicy(model, tok, build_pruner("hybrid", keep_ratio=0.5, layer=2, deadline_ms=1e6))
     assert [relaxed.step(Observation([f], "go")).stats.keep_ratio for f in frames(5)][3:] == [0.5, 0.5]
+
+
+def test_hybrid_asks_for_prefill_rows_only_where_it_reads_them():
+    """hybrid reads the prefill attention on an episode's first tick only (no action history yet), unless
+    semantic_candidates or a phase-dependent budget need it: on the other ticks the layer is not asked."""
+    from conftest import frames, tiny
+
+    from vla_pruner_ros.policy import Observation, PolicyConfig, VLAPolicy
+
+    model, tok = tiny("chunk")
+    for params, queries in (({}, ["last", "none", "none"]), ({"semantic_candidates": True}, ["last"] * 3),
+                            ({"interaction_keep_ratio": 0.1}, ["last"] * 3)):
+        pruner = build_pruner("hybrid", keep_ratio=0.25, layer=2, **params)
+        policy = VLAPolicy(model, tok, pruner, PolicyConfig(dt=0.1))
+        seen = []
+        for t, frame in enumerate(frames(3)):
+            seen.append(pruner.tick_query(policy.state))
+            chunk = policy.step(Observation([frame], "pick up the red cube", stamp=float(t)))
+            assert chunk.stats.tokens_kept == [16]
+        assert seen == queries, params
+        policy.reset()
+        assert pruner.tick_query(policy.state) == "last"  # a new episode has no history again

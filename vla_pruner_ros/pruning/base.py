@@ -124,7 +124,12 @@ class Pruner(abc.ABC):
         action_layer = self.action_layer(model_config)
         if ctx.keep_ratio >= 1.0 and action_layer is None and type(self).on_selection is Pruner.on_selection:
             return None
-        return PruneSpec(self.config.layer, functools.partial(self._select_all, ctx), self.query, action_layer)
+        return PruneSpec(self.config.layer, functools.partial(self._select_all, ctx), self.tick_query(state),
+                         action_layer)
+
+    def tick_query(self, state: TemporalState) -> str:
+        """The attention rows this tick needs (``query``); a method may skip them on ticks it does not read them."""
+        return self.query
 
     def _select_all(self, ctx: TickContext, inp: SelectionInput) -> torch.Tensor:
         self.on_selection(ctx, inp)

@@ -67,6 +67,12 @@ class HybridPruner(VLAPrunerPruner):
     def prepare(self, ctx: TickContext) -> None:
         image_priors(ctx, self.config, motion=self.tracks_phase)
 
+    def tick_query(self, state: TemporalState) -> str:
+        """The prefill rows only where they are read: an episode's first tick (no action history yet), the
+        phase tracker, or ``semantic_candidates``. Otherwise the layer is not asked for them at all."""
+        history = bool(state.cameras) and all(len(cam.attention) for cam in state.cameras)
+        return self.query if self.config.semantic_candidates or self.tracks_phase or not history else "none"
+
     def on_selection(self, ctx: TickContext, inp: SelectionInput) -> None:
         phase = APPROACH
         if self.tracks_phase:
