@@ -263,3 +263,28 @@ def test_a_reset_forgets_the_old_episodes_last_target():
         core.run_plan(0.2)
         step = np.linalg.norm(core.command(0.2).position - first)
         assert (step > 0.5) if reset else (step <= 0.02 + 1e-9)
+
+
+def test_a_new_episodes_first_proprio_does_not_carry_the_old_gripper_command():
+    """The proprio's last value is the last gripper command (1 = open before any). After a reset the first plan
+    must see the gripper as at the start of any episode, not the previous episode's last command (a closed
+    gripper after a grasp); an instruction change within an episode keeps it."""
+    model, tok = tiny("chunk", proprio=8)
+    policy = VLAPolicy(model, tok, build_pruner("none"), PolicyConfig(dt=0.2))
+    for reset in (True, False):
+        core = ControlCore(policy, ControlConfig(rate_hz=5.0, replan_steps=1), SafetyFilter(SafetyConfig(
+            workspace_min=(-2.0, -2.0, -2.0), workspace_max=(2.0, 2.0, 2.0))))
+        core.set_instruction("pick up the red cube")
+        core.set_image(0, frames(1)[0], 0.0)
+        core.set_pose(np.array([0.0, 0.0, 0.3]), np.array([0.0, 0.0, 0.0, 1.0]), 0.0)
+        core.run_plan(0.0)
+        last = core.command(0.0).gripper
+        assert last != 1.0
+        if reset:
+            core.reset(0.1)
+        else:
+            core.set_instruction("push the blue block")
+        core.set_image(0, frames(1)[0], 0.2)
+        core.set_pose(np.array([0.0, 0.0, 0.3]), np.array([0.0, 0.0, 0.0, 1.0]), 0.2)
+        request = core.plan_request(0.2)
+        assert request.observation.proprio[7] == (1.0 if reset else last)

@@ -253,8 +253,9 @@ class ControlCore:
             self._frames = [None] * len(self._frames)
             self._fresh = [False] * len(self._fresh)
             # the arm may have been moved (homed) between episodes: nothing of the old episode is commanded
-            # again (no hold of its last target), and the new episode's first target starts from the measured
-            # pose, not from a step limit around the old episode's last target
+            # again (no hold of its last target) or fed to the model (the proprio's gripper value starts open,
+            # as in any episode, not at the old episode's last command), and the new episode's first target
+            # starts from the measured pose, not from a step limit around the old episode's last target
             self._last_target = None
             self._last_command = None
         if now is not None:
