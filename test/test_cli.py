@@ -88,8 +88,8 @@ def test_info_names_the_tensors_a_checkpoints_index_lacks(tmp_path, capsys):
     index_path.write_text(json.dumps(index))
     assert main(["info", str(ckpt)]) == 1
     out, err = capsys.readouterr()
-    assert f"1 missing from the index: {dropped}" in out
-    assert "1 in the index, not in the model: projector.extra.weight" in out
+    assert f"1 missing from the index (and side files): {dropped}" in out
+    assert "1 in the checkpoint files, not in the model: projector.extra.weight" in out
     assert "(1 missing, 1 unexpected); it will not load" in err
     assert main(["info", str(ckpt), "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
@@ -102,9 +102,9 @@ def test_bench_papers_dry_run_writes_both_suites(tmp_path, capsys):
     assert main(["bench-papers", "--model", "tiny", "--device", "cpu", "--dtype", "float32", "--ticks", "1",
                  "--warmup", "1", "--out", str(out), "--quiet"]) == 0
     tokens = json.loads((out / "openvla_tokens.json").read_text())
-    chunk = json.loads((out / "oft_chunk.json").read_text())
+    chunk = json.loads((out / "oft.json").read_text())
     assert tokens["meta"]["head"] == "tokens" and tokens["meta"]["num_cameras"] == 1
-    assert chunk["meta"]["head"] == "chunk" and chunk["meta"]["num_cameras"] == 2 and chunk["meta"]["proprio_dim"] == 8
+    assert chunk["meta"]["head"] == "oft" and chunk["meta"]["num_cameras"] == 2 and chunk["meta"]["proprio_dim"] == 8
     for data in (tokens, chunk):
         pairs = {(r["method"], r["keep"]) for r in data["records"]}
         assert pairs == {("none", 1.0)} | {(m, k) for m in ("random", "fastv", "divprune", "vla_pruner", "vla_iap",

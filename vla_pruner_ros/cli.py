@@ -30,9 +30,14 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+HEAD_NAMES = {"chunk": "chunk (this project's L1 regression head, parallel decoding)",
+              "oft": "oft (OpenVLA-OFT's L1 regression MLP-ResNet, bidirectional attention, side files)"}
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .model import PRESET_NAMES, VLAConfig, build_model, build_preset, resolve_model_path
     from .model.checkpoint import INDEX_FILE, export_state_dict
+    from .model.oft import is_oft_dir, read_side_tensors
 
     path = Path(resolve_model_path(args.checkpoint))
     if path.is_dir():
@@ -54,6 +59,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     if index is not None and index.exists():
         names = set(json.loads(index.read_text())["weight_map"])
         stored = len(names)
+        if cfg.head == "oft" and is_oft_dir(path):  # the head and proprio projector are side files
+            names |= set(read_side_tensors(path))
         missing, unexpected = sorted(set(tensors) - names), sorted(names - set(tensors))
     info = {
         "name": cfg.name,
@@ -70,8 +77,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                           "total": cfg.num_visual_tokens},
         "action_head": ({"type": "tokens (autoregressive, 256 bins)", "action_dim": cfg.action_dim}
                         if cfg.head == "tokens" else
-                        {"type": "chunk (L1 regression, parallel decoding)", "chunk_len": cfg.chunk_len,
-                         "action_dim": cfg.action_dim, "proprio_dim": cfg.proprio_dim}),
+                        {"type": HEAD_NAMES[cfg.head], "chunk_len": cfg.chunk_len, "action_dim": cfg.action_dim,
+                         "proprio_dim": cfg.proprio_dim, "normalisation": cfg.norm_type}),
         "norm_stats_keys": sorted(cfg.norm_stats),
         "tensors_missing": missing, "tensors_unexpected": unexpected,
     }
@@ -84,7 +91,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"{'norm_stats keys':<20} {len(value)}: {', '.join(value)}")
         elif key in ("tensors_missing", "tensors_unexpected"):
             if value:
-                what = "missing from the index" if key == "tensors_missing" else "in the index, not in the model"
+                what = ("missing from the index (and side files)" if key == "tensors_missing"
+                        else "in the checkpoint files, not in the model")
                 print(f"{key:<20} {len(value)} {what}: {', '.join(value)}")
         elif isinstance(value, dict):
             print(f"{key:<20} " + ", ".join(f"{k}={v}" for k, v in value.items()))
@@ -453,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="tick latency per pruning method and keep ratio, side by side")
     p.add_argument("--model", default="small", help="preset (tiny, small, openvla-7b) or checkpoint dir")
-    p.add_argument("--head", choices=["tokens", "chunk"], default="chunk")
+    p.add_argument("--head", choices=["tokens", "chunk", "oft"], default="chunk",
+                   help="a preset's head (oft: OpenVLA-OFT's head and sequence); a checkpoint has its own")
     p.add_argument("--methods", type=_names, default=("none", "random", "fastv"))
     p.add_argument("--keep", type=_floats, default=(1.0, 0.5, 0.25, 0.125))
     p.add_argument("--ticks", type=int, default=15, help="measured rounds per configuration")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, NonFiniteActionError, SettingsError
-from .model.actions import ActionNormalizer, normalize_bounds
+from .model.actions import ActionNormalizer, normalize_bounds, normalize_masked, stat_bounds
 from .model.flops import llm_flops
 from .model.modeling import VLAModel
 from .model.tokenizer import encode_prompt
@@ -106,8 +106,16 @@ class VLAPolicy:
             raise SettingsError(f"action_names has {len(self.config.action_names)} names "
                              f"{list(self.config.action_names)}; "
                              f"the model has action_dim={mcfg.action_dim}")
-        self.normalizer = ActionNormalizer(mcfg.norm_stats, self.config.unnorm_key, mcfg.action_dim)
+        self.normalizer = ActionNormalizer(mcfg.norm_stats, self.config.unnorm_key, mcfg.action_dim, mcfg.norm_type,
+                                           mcfg.norm_eps)
         self._proprio = self._proprio_bounds(mcfg.norm_stats.get(self.normalizer.key, {}).get("proprio"))
+        self._proprio_oft = None  # OFT's (low, high, mask): its own formula, required statistics
+        if mcfg.head == "oft" and mcfg.proprio_dim:
+            self._proprio_oft = stat_bounds(mcfg.norm_stats[self.normalizer.key].get("proprio"), mcfg.norm_type,
+                                            f"norm_stats[{self.normalizer.key!r}].proprio")
+            if len(self._proprio_oft[0]) != mcfg.proprio_dim:
+                raise SettingsError(f"norm_stats[{self.normalizer.key!r}].proprio has {len(self._proprio_oft[0])} "
+                                    f"dimensions; the model's proprio projector takes {mcfg.proprio_dim}")
         self._instruction: str | None = None
         self._input_ids: torch.Tensor | None = None
         self.state = self.pruner.new_state()
@@ -179,7 +187,9 @@ class VLAPolicy:
         if not self.model.config.proprio_dim:
             return None
         p = np.asarray(proprio, dtype=np.float64)
-        if self._proprio is not None:
+        if self._proprio_oft is not None:
+            p = normalize_masked(p, *self._proprio_oft, self.model.config.norm_eps)
+        elif self._proprio is not None:
             p = normalize_bounds(p, *self._proprio)
         return torch.from_numpy(p).float().unsqueeze(0)
 
@@ -212,7 +222,7 @@ class VLAPolicy:
             kept_tokens = [keep[(keep >= c * per_cam) & (keep < (c + 1) * per_cam)] - c * per_cam
                            for c in range(mcfg.num_cameras)]
             kept = [len(k) for k in kept_tokens]
-        seq_len = int(self._input_ids.shape[1]) + mcfg.num_visual_tokens + mcfg.num_action_queries + (
+        seq_len = int(self._input_ids.shape[1]) + mcfg.num_visual_tokens + mcfg.num_tail_rows + (
             1 if mcfg.proprio_dim else 0)
         kept_len = seq_len - mcfg.num_visual_tokens + sum(kept)
         k = self.pruner.config.layer if pred.visual_keep is not None else mcfg.num_layers

@@ -1,12 +1,11 @@
 """``vla-pruner bench-papers``: the two papers' model sizes on a GPU, every method, one command.
 
 OpenVLA-7B with its autoregressive action tokens (one camera; VLA-Pruner's anchor: 1.83x at 12.5%
-keep, 236 -> 129 ms on an RTX 4090) and OpenVLA-OFT-7B's shape (chunk head, two cameras, a proprio
-token; VLA-Pruner's anchor: 1.99x, 135.8 -> 69.0 ms), both at their real sizes in bf16 with seeded
-random weights (latency does not depend on the weights), every pruning method at keep
-1/0.5/0.25/0.125. The chunk head is this package's (the shipped model's); OFT's published head is
-an MLP of the same order of cost, small against the 7B LLM. Writes one JSON per model and a
-Markdown file for BENCHMARKS.md.
+keep, 236 -> 129 ms on an RTX 4090) and OpenVLA-OFT-7B (OFT's published head and sequence: LIBERO's
+8-step chunk, two cameras, a proprio token, bidirectional attention; VLA-Pruner's anchor: 1.99x,
+135.8 -> 69.0 ms), both at their real sizes in bf16 with seeded random weights (latency does not
+depend on the weights), every pruning method at keep 1/0.5/0.25/0.125. Writes one JSON per model and
+a Markdown file for BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -23,8 +22,8 @@ KEEPS = (1.0, 0.5, 0.25, 0.125)
 SUITES = (  # (file stem, what, head, cameras, proprio values)
     ("openvla_tokens", "OpenVLA-7B, autoregressive action tokens, one camera (paper: 1.83x at 12.5%, 236 -> 129 ms "
                        "on an RTX 4090)", "tokens", 1, 0),
-    ("oft_chunk", "OpenVLA-OFT-7B shape, chunk head, two cameras + proprio (paper: 1.99x at 12.5%, 135.8 -> 69.0 ms)",
-     "chunk", 2, 8),
+    ("oft", "OpenVLA-OFT-7B, OFT's head, two cameras + proprio (paper: 1.99x at 12.5%, 135.8 -> 69.0 ms)",
+     "oft", 2, 8),
 )
 
 

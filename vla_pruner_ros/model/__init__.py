@@ -44,20 +44,22 @@ def resolve_model_path(source: str | Path) -> str | Path:
 
 
 def model_inputs(source: str | Path) -> tuple[int, int]:
-    """(cameras, proprio values) a model expects, from its config.json alone (presets: 1 and 0)."""
-    import json
-
+    """(cameras, proprio values) a model expects, from its directory's files (presets: 1 and 0)."""
     path = Path(resolve_model_path(source))
     if (path / "config.json").is_file():
-        config = VLAConfig.from_json_dict(json.loads((path / "config.json").read_text()))
+        config = VLAConfig.from_dir(path)
         return config.num_cameras, config.proprio_dim
     return 1, 0
 
 
-def identity_norm_stats(action_dim: int) -> dict:
-    """Statistics that leave normalised actions as they are (for random-weight presets)."""
-    return {"default": {"action": {"q01": [-1.0] * action_dim, "q99": [1.0] * action_dim,
-                                   "mask": [True] * action_dim}}}
+def identity_norm_stats(action_dim: int, proprio_dim: int = 0) -> dict:
+    """Statistics that leave normalised actions as they are (for random-weight presets); with
+    ``proprio_dim``, proprio statistics of [-1, 1] too (OFT's head requires them)."""
+    stats = {"action": {"q01": [-1.0] * action_dim, "q99": [1.0] * action_dim, "mask": [True] * action_dim}}
+    if proprio_dim:
+        stats["proprio"] = {key: [value] * proprio_dim for key, value in
+                            (("q01", -1.0), ("q99", 1.0), ("min", -1.0), ("max", 1.0))}
+    return {"default": stats}
 
 
 def build_preset(name: str, *, head: str = "tokens", num_cameras: int = 1, proprio_dim: int = 0,
@@ -73,7 +75,8 @@ def build_preset(name: str, *, head: str = "tokens", num_cameras: int = 1, propr
     config = preset(name, head=head, num_cameras=num_cameras, proprio_dim=proprio_dim, vocab_size=len(tokenizer))
     if name != "openvla-7b":
         config = config.replace(action_token_base=len(tokenizer))
-    config = config.replace(norm_stats=identity_norm_stats(config.action_dim))
+    config = config.replace(norm_stats=identity_norm_stats(config.action_dim,
+                                                           config.proprio_dim if head == "oft" else 0))
     return build_model(config, seed=seed, device=device, dtype=dtype), tokenizer
 
 

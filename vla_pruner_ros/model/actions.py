@@ -52,30 +52,54 @@ def resolve_unnorm_key(norm_stats: dict[str, Any], unnorm_key: str | None) -> st
     return unnorm_key
 
 
-class ActionNormalizer:
-    """OpenVLA's bounds normalisation: ``a = 0.5 (x + 1)(q99 - q01) + q01`` where ``mask``, else ``a = x``."""
+_BOUNDS = {"bounds_q99": ("q01", "q99"), "bounds": ("min", "max")}
 
-    def __init__(self, norm_stats: dict[str, Any], unnorm_key: str | None, action_dim: int) -> None:
+
+def stat_bounds(stats: dict[str, Any], norm_type: str, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(low, high, mask) of one statistics entry (``action`` or ``proprio``): q01/q99 for ``bounds_q99``,
+    min/max for ``bounds``; the mask defaults to every dimension."""
+    lo_key, hi_key = _BOUNDS[norm_type]
+    if not stats or lo_key not in stats or hi_key not in stats:
+        raise UnnormKeyError(f"{where} has no {lo_key}/{hi_key} statistics (norm_type={norm_type!r})")
+    low = np.asarray(stats[lo_key], dtype=np.float64)
+    high = np.asarray(stats[hi_key], dtype=np.float64)
+    mask = np.asarray(stats.get("mask", [True] * len(low)), dtype=bool)
+    if not len(low) == len(high) == len(mask):
+        raise UnnormKeyError(f"{where}: {lo_key}, {hi_key} and mask differ in length "
+                             f"({len(low)}, {len(high)}, {len(mask)})")
+    return low, high, mask
+
+
+class ActionNormalizer:
+    """OpenVLA's bounds normalisation: ``a = 0.5 (x + 1)(high - low + eps) + low`` where ``mask``, else
+    ``a = x``; low/high are q01/q99 (``bounds_q99``) or min/max (``bounds``); OFT adds eps = 1e-8."""
+
+    def __init__(self, norm_stats: dict[str, Any], unnorm_key: str | None, action_dim: int,
+                 norm_type: str = "bounds_q99", eps: float = 0.0) -> None:
         self.key = resolve_unnorm_key(norm_stats, unnorm_key)
-        stats = norm_stats[self.key].get("action")
-        if not stats or "q01" not in stats or "q99" not in stats:
-            raise UnnormKeyError(f"norm_stats[{self.key!r}] has no action q01/q99 statistics")
-        self.low = np.asarray(stats["q01"], dtype=np.float64)
-        self.high = np.asarray(stats["q99"], dtype=np.float64)
-        self.mask = np.asarray(stats.get("mask", [True] * len(self.low)), dtype=bool)
-        if not (len(self.low) == len(self.high) == len(self.mask) == action_dim):
+        self.low, self.high, self.mask = stat_bounds(norm_stats[self.key].get("action"), norm_type,
+                                                     f"norm_stats[{self.key!r}].action")
+        self.eps = eps
+        if len(self.low) != action_dim:
             raise UnnormKeyError(
                 f"norm_stats[{self.key!r}].action has {len(self.low)} dimensions; "
                 f"the model has action_dim={action_dim}")
 
     def unnormalize(self, normalized: np.ndarray) -> np.ndarray:
         x = np.asarray(normalized, dtype=np.float64)
-        return np.where(self.mask, 0.5 * (x + 1.0) * (self.high - self.low) + self.low, x)
+        return np.where(self.mask, 0.5 * (x + 1.0) * (self.high - self.low + self.eps) + self.low, x)
 
     def normalize(self, actions: np.ndarray) -> np.ndarray:
         a = np.asarray(actions, dtype=np.float64)
         span = np.where(self.high > self.low, self.high - self.low, 1.0)
         return np.where(self.mask, np.clip(2.0 * (a - self.low) / span - 1.0, -1.0, 1.0), a)
+
+
+def normalize_masked(x: np.ndarray, low: np.ndarray, high: np.ndarray, mask: np.ndarray, eps: float) -> np.ndarray:
+    """OFT's proprio normalisation: ``clip(2 (x - low) / (high - low + eps) - 1, -1, 1)`` where ``mask``, else x
+    (clipped too)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.clip(np.where(mask, 2.0 * (x - low) / (high - low + eps) - 1.0, x), -1.0, 1.0)
 
 
 PROPRIO_SPAN_FLOOR = 0.02  # a near-constant proprio dimension (e.g. a quaternion component jittering by

@@ -71,13 +71,14 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     return x * cos + rotate_half(x) * sin
 
 
-def layout_mask(kept: torch.Tensor, is_action: torch.Tensor | None) -> torch.Tensor | None:
+def layout_mask(kept: torch.Tensor, is_action: torch.Tensor | None, causal: bool = True) -> torch.Tensor | None:
     """Boolean SDPA mask (B, 1, T, T) for kept original indices (B, T), True = may attend.
 
     Causal in original order (kept indices are sorted, so layout order is original order), plus
-    bidirectional attention among action query rows. ``None`` when plain causal suffices.
+    bidirectional attention among action query rows. ``None`` when plain causal suffices, or when the
+    layout is not causal at all (the caller then runs SDPA with ``is_causal=False``).
     """
-    if is_action is None or not bool(is_action.any()):
+    if not causal or is_action is None or not bool(is_action.any()):
         return None
     act = is_action[kept]  # (B, T)
     t = kept.shape[1]

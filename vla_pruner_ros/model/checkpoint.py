@@ -1,7 +1,8 @@
 """OpenVLA checkpoint directories: load and save with OpenVLA's own (timm-style) parameter names.
 
 A directory holds ``config.json``, tokenizer files, and ``model-0000i-of-0000n.safetensors`` shards
-with ``model.safetensors.index.json`` (or a single ``model.safetensors``). The vision towers are
+with ``model.safetensors.index.json`` (or a single ``model.safetensors``); a published OpenVLA-OFT
+directory adds its head and proprio projector as side files (``oft.py``). The vision towers are
 stored as timm names (OPENVLA_LAYOUT.md); they are mapped onto the transformers modules here:
 fused qkv rows split into q/k/v, DINO's position table without its CLS row, SigLIP's attention-pool
 ``q``/``kv`` fused into ``in_proj``. Loading is strict: a missing or unexpected tensor, or a shape
@@ -23,6 +24,7 @@ from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 from .config import VLAConfig
 from .errors import CheckpointError, ConfigError
 from .modeling import VLAModel, build_model
+from .oft import is_oft_dir, read_side_tensors
 from .tokenizer import load_tokenizer
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -231,8 +233,8 @@ def load_checkpoint(checkpoint_dir: str | Path, device: str | torch.device = "cp
                     dtype: torch.dtype | None = None, **config_overrides) -> VLAModel:
     """Load a model from a local checkpoint directory (no network).
 
-    ``config_overrides`` change config fields the file does not hold, e.g. ``head='chunk'`` for an
-    OFT checkpoint whose config.json is the base model's.
+    ``config_overrides`` change config fields the files do not hold, e.g. ``chunk_len`` and ``num_cameras``
+    for an OpenVLA-OFT directory whose statistics name no platform OFT knows.
     """
     checkpoint_dir = Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
@@ -242,6 +244,8 @@ def load_checkpoint(checkpoint_dir: str | Path, device: str | torch.device = "cp
     except ConfigError as err:
         raise CheckpointError(str(err)) from None
     tensors = read_tensors(checkpoint_dir)
+    if config.head == "oft" and is_oft_dir(checkpoint_dir):
+        tensors.update(read_side_tensors(checkpoint_dir))
     model = build_model(config, device="meta")
     state = import_state_dict(tensors, model)
     dtype = dtype or next(iter(state.values())).dtype

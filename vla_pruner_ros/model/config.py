@@ -24,7 +24,12 @@ from .errors import ConfigError
 PROMPT_TEMPLATE = "In: What action should the robot take to {instruction}?\nOut:"
 DINO_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 SIGLIP_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-HEADS = ("tokens", "chunk")
+# "tokens": OpenVLA's autoregressive action tokens; "chunk": this project's OFT-like head (learned action
+# queries); "oft": OpenVLA-OFT's published L1 regression head (zeroed placeholder rows, bidirectional attention).
+HEADS = ("tokens", "chunk", "oft")
+# How actions (and, for OFT, proprio) map to [-1, 1]: OpenVLA's and OFT's LIBERO/Bridge use the 1st/99th
+# percentiles, OFT's ALOHA the min/max.
+NORM_TYPES = ("bounds_q99", "bounds")
 # How a camera frame is resized to the model's square input: "pil_bicubic" is OpenVLA's processor (PIL's
 # bicubic, which antialiases when shrinking); "cv2_cubic" (OpenCV's INTER_CUBIC, no antialiasing) is what the
 # models trained here before this setting existed were trained with.
@@ -61,12 +66,14 @@ class VLAConfig:
     fused_featurizer: dict[str, Any]
     text_config: dict[str, Any]
     name: str = "custom"
-    head: str = "tokens"  # "tokens": OpenVLA's autoregressive action tokens; "chunk": OFT-style L1 head
+    head: str = "tokens"  # one of HEADS
     action_dim: int = 7
     chunk_len: int = 1  # steps per action chunk; 1 for the tokens head
     num_cameras: int = 1
     proprio_dim: int = 0  # 0: no proprio token
-    action_head_hidden: int = 0  # chunk head MLP width; 0 = LLM width
+    action_head_hidden: int = 0  # chunk/oft head MLP width; 0 = LLM width
+    head_blocks: int = 2  # residual blocks of the oft head
+    norm_type: str = "bounds_q99"  # one of NORM_TYPES
     n_action_bins: int = 256
     action_token_base: int = 0  # action token ids are [base - n_action_bins, base); 0 = vocab - pad multiple
     pad_to_multiple_of: int = 64
@@ -82,6 +89,8 @@ class VLAConfig:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ConfigError(f"head={self.head!r} is not supported; expected one of {HEADS}")
+        if self.norm_type not in NORM_TYPES:
+            raise ConfigError(f"norm_type={self.norm_type!r} is not supported; expected one of {NORM_TYPES}")
         if self.resize not in RESIZES:
             raise ConfigError(f"resize={self.resize!r} is not supported; expected one of {RESIZES}")
         if self.head == "tokens" and self.chunk_len != 1:
@@ -148,8 +157,22 @@ class VLAConfig:
 
     @property
     def num_action_queries(self) -> int:
-        """Action query tokens of the chunk head (one per step and dimension, as OFT)."""
-        return self.chunk_len * self.action_dim if self.head == "chunk" else 0
+        """Action query rows of the chunk and oft heads (one per step and dimension, as OFT); 0 for tokens."""
+        return self.chunk_len * self.action_dim if self.head != "tokens" else 0
+
+    @property
+    def num_tail_rows(self) -> int:
+        """Rows after the prompt: the action queries, and OFT's stop token after them."""
+        return self.num_action_queries + (1 if self.head == "oft" else 0)
+
+    @property
+    def norm_eps(self) -> float:
+        """Added to every span when (un)normalising: OFT's evaluation code adds 1e-8, OpenVLA's nothing."""
+        return 1e-8 if self.head == "oft" else 0.0
+
+    @property
+    def stop_token_id(self) -> int:
+        return int(self.text_config.get("eos_token_id", 2))
 
     def replace(self, **changes: Any) -> VLAConfig:
         return dataclasses.replace(self, **changes)
@@ -212,12 +235,24 @@ class VLAConfig:
 
     @classmethod
     def from_dir(cls, checkpoint_dir: str | Path, **overrides: Any) -> VLAConfig:
-        """A checkpoint directory's config.json, with the image normalisation of its
-        preprocessor_config.json where it has one (as OpenVLA's processor reads it)."""
+        """A checkpoint directory's config.json, with what its side files say: the image normalisation of
+        its preprocessor_config.json (as OpenVLA's processor reads it), the statistics of its
+        dataset_statistics.json (which replace the config's, as OpenVLA's and OFT's fine-tuned checkpoints
+        are loaded), and OFT's head and proprio projector where it holds them (``oft.py``)."""
+        from . import oft
+
         checkpoint_dir = Path(checkpoint_dir)
         processor = checkpoint_dir / PREPROCESSOR_FILE
         if processor.is_file() and "image_mean_std" not in overrides:
             overrides = {**overrides, "image_mean_std": read_preprocessor(processor)}
+        statistics = oft.read_statistics(checkpoint_dir)
+        if statistics is not None and "norm_stats" not in overrides:
+            overrides = {**overrides, "norm_stats": statistics}
+        if oft.is_oft_dir(checkpoint_dir):
+            norm_stats = overrides.get("norm_stats")
+            if norm_stats is None and (checkpoint_dir / "config.json").is_file():
+                norm_stats = _load_json(checkpoint_dir / "config.json").get("norm_stats")
+            overrides = oft.oft_overrides(checkpoint_dir, norm_stats or {}, overrides)
         config = cls.from_file(checkpoint_dir / "config.json", **overrides)
         if processor.is_file():
             check_preprocessor(processor, config.image_size)
@@ -287,7 +322,7 @@ def preset(name: str, *, head: str = "tokens", chunk_len: int | None = None, num
     ``vocab_size`` is the tokenizer's size for the small presets (rounded up to a multiple of 64);
     ``openvla-7b`` always uses Llama-2's 32064.
     """
-    chunk = chunk_len if chunk_len is not None else (8 if head == "chunk" else 1)
+    chunk = chunk_len if chunk_len is not None else (1 if head == "tokens" else 8)
     common = dict(head=head, chunk_len=chunk, num_cameras=num_cameras, proprio_dim=proprio_dim)
     if name == "openvla-7b":
         return VLAConfig(name=name, featurizer=dict(_OPENVLA_DINO), fused_featurizer=dict(_OPENVLA_SIGLIP),

@@ -1,9 +1,12 @@
 """OpenVLA (Prismatic) on transformers building blocks, with visual token pruning inside the LLM.
 
 The model: fused vision backbone -> projector (fc1, GELU, fc2, GELU, fc3) -> Llama decoder with the
-visual tokens right after BOS. Two action heads: OpenVLA's autoregressive action tokens (``tokens``)
-and an OpenVLA-OFT style chunked head (``chunk``: action query rows after the prompt, one
-forward pass, bidirectional attention among them, an L1-regression MLP).
+visual tokens right after BOS. Three action heads (``heads.py``): OpenVLA's autoregressive action tokens
+(``tokens``); this project's chunked head (``chunk``: learned action query rows after the prompt, one
+forward pass, causal attention plus bidirectional among the queries, an L1-regression MLP); and
+OpenVLA-OFT's as published (``oft``: zeroed placeholder rows and a stop token after the prompt, attention
+bidirectional over the whole sequence as OFT's transformers fork computes it, the head reading the final
+hidden rows one before the placeholders, an MLP-ResNet).
 
 Pruning (ALGORITHMS.md, "Mechanics"): layers ``0..K-1`` run on the full sequence; at layer K the
 caller's selector picks visual tokens; hidden states are gathered to ``[prefix, kept visual (original
@@ -17,6 +20,7 @@ References read (not copied): openvla/openvla ``modeling_prismatic.py``, moojink
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from collections.abc import Callable
@@ -32,6 +36,7 @@ from .actions import ActionTokenizer
 from .attention import ATTN_IMPLEMENTATION, RowRequest, attention_rows, layer_keys, layout_mask, request_rows
 from .config import VLAConfig
 from .errors import ConfigError
+from .heads import ProprioProjector, build_action_head
 from .vision import FusedVisionBackbone
 
 # The decoder layer's KV-cache argument: ``cache`` since transformers 5.2x (``past_key_values`` is
@@ -43,13 +48,16 @@ QUERIES = ("none", "last", "text", "all")
 
 @dataclass(frozen=True)
 class Layout:
-    """Row map of one LLM input sequence: ``[BOS | visual per camera | proprio? | text | actions | decoded]``."""
+    """Row map of one LLM input sequence: ``[BOS | visual per camera | proprio? | text | actions | stop? |
+    decoded]``."""
 
     length: int
     visual: tuple[tuple[int, int], ...]  # per camera [start, end) rows
     proprio: int | None
     text: tuple[int, int]
-    actions: tuple[int, int]  # chunk-head action query rows; empty range for the tokens head
+    actions: tuple[int, int]  # action query (chunk) or placeholder (oft) rows; empty range for the tokens head
+    readout: tuple[int, int] = (0, 0)  # rows whose final hidden states the head reads
+    causal: bool = True  # False: every row attends to every row (OFT)
 
     @property
     def visual_start(self) -> int:
@@ -72,7 +80,7 @@ class Layout:
 
     def extended(self, n: int) -> Layout:
         """The same layout with n decoded tokens appended."""
-        return Layout(self.length + n, self.visual, self.proprio, self.text, self.actions)
+        return dataclasses.replace(self, length=self.length + n)
 
     def kept_rows(self, visual_keep: torch.Tensor) -> torch.Tensor:
         """Original row indices (B, L') for kept visual indices (B, Mk) (0-based over all cameras)."""
@@ -167,37 +175,6 @@ class Projector(nn.Module):
         return self.fc3(self.act(self.fc2(self.act(self.fc1(x)))))
 
 
-class ChunkActionHead(nn.Module):
-    """OFT-style L1 regression head: learned action queries in, (B, chunk_len, action_dim) out."""
-
-    def __init__(self, config: VLAConfig) -> None:
-        super().__init__()
-        d, a = config.llm_dim, config.action_dim
-        hidden = config.action_head_hidden or d
-        self.chunk_len, self.action_dim = config.chunk_len, a
-        self.queries = nn.Parameter(torch.randn(config.num_action_queries, d) * 0.02)  # (T*A, d)
-        self.norm = nn.LayerNorm(a * d)
-        self.fc1 = nn.Linear(a * d, hidden)
-        self.fc2 = nn.Linear(hidden, a)
-        self.act = nn.GELU()
-
-    def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        b = rows.shape[0]
-        x = rows.reshape(b, self.chunk_len, -1)  # (B, T, A*d)
-        return self.fc2(self.act(self.fc1(self.norm(x))))  # (B, T, A)
-
-
-class ProprioProjector(nn.Module):
-    def __init__(self, proprio_dim: int, llm_dim: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(proprio_dim, llm_dim)
-        self.fc2 = nn.Linear(llm_dim, llm_dim)
-        self.act = nn.GELU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -213,7 +190,7 @@ class VLAModel(nn.Module):
         self.projector = Projector(config.vision_dim, config.llm_dim)
         llm_config = LlamaConfig(**config.text_config, attn_implementation=ATTN_IMPLEMENTATION)
         self.language_model = LlamaForCausalLM(llm_config)
-        self.action_head = ChunkActionHead(config) if config.head == "chunk" else None
+        self.action_head = build_action_head(config)
         self.proprio_projector = ProprioProjector(config.proprio_dim, config.llm_dim) if config.proprio_dim else None
         self.vision_backbone.reset_unused_parameters()
 
@@ -240,7 +217,7 @@ class VLAModel(nn.Module):
 
     def build_inputs(self, visual: torch.Tensor, input_ids: torch.Tensor,
                      proprio: torch.Tensor | None = None) -> tuple[torch.Tensor, Layout]:
-        """[BOS, visual, proprio?, prompt text (without BOS), action queries?] -> (B, L, d), Layout."""
+        """[BOS, visual, proprio?, prompt text (without BOS), action rows?, stop?] -> (B, L, d), Layout."""
         cfg = self.config
         b, m = visual.shape[:2]
         embed = self.language_model.model.embed_tokens
@@ -259,11 +236,19 @@ class VLAModel(nn.Module):
         text = (pos, pos + input_ids.shape[1] - 1)
         pos = text[1]
         actions = (pos, pos)
-        if self.action_head is not None:
+        readout = (pos, pos)
+        if cfg.head == "chunk":
             parts.append(self.action_head.queries.unsqueeze(0).expand(b, -1, -1))
-            actions = (pos, pos + cfg.num_action_queries)
+            actions = readout = (pos, pos + cfg.num_action_queries)
             pos = actions[1]
-        return torch.cat(parts, dim=1), Layout(pos, visual_spans, proprio_row, text, actions)
+        elif cfg.head == "oft":  # placeholder rows with zero embeddings, then the stop token
+            stop = embed(torch.full((b, 1), cfg.stop_token_id, dtype=input_ids.dtype, device=input_ids.device))
+            parts += [torch.zeros(b, cfg.num_action_queries, tok.shape[-1], dtype=tok.dtype, device=tok.device), stop]
+            actions = (pos, pos + cfg.num_action_queries)
+            readout = (pos - 1, actions[1] - 1)  # OFT reads from the last prompt row: one before the placeholders
+            pos = actions[1] + 1
+        layout = Layout(pos, visual_spans, proprio_row, text, actions, readout, causal=cfg.head != "oft")
+        return torch.cat(parts, dim=1), layout
 
     # ---- LLM ------------------------------------------------------------------------------------
     def _query_rows(self, layout: Layout, which: str) -> torch.Tensor:
@@ -274,8 +259,12 @@ class VLAModel(nn.Module):
         return torch.arange(layout.visual_start, layout.text[1])  # "all": every prefill row (visual + text)
 
     @staticmethod
-    def _allowed(kept: torch.Tensor, rows: torch.Tensor, is_action: torch.Tensor | None) -> torch.Tensor:
-        """Which keys (B, R, L') the layout rows ``rows`` attend to: causal, action rows among themselves."""
+    def _allowed(kept: torch.Tensor, rows: torch.Tensor, is_action: torch.Tensor | None,
+                 causal: bool = True) -> torch.Tensor | None:
+        """Which keys (B, R, L') the layout rows ``rows`` attend to: causal, action rows among themselves;
+        None (every key) in a bidirectional layout."""
+        if not causal:
+            return None
         kept_rows = kept[:, rows]  # (B, R) original indices of the query rows
         allowed = kept.unsqueeze(1) <= kept_rows.unsqueeze(2)  # (B, R, L') causal in original order
         if is_action is not None:
@@ -283,13 +272,14 @@ class VLAModel(nn.Module):
         return allowed
 
     def _attention(self, layer: nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                   kept: torch.Tensor, rows: torch.Tensor, is_action: torch.Tensor | None) -> torch.Tensor:
+                   kept: torch.Tensor, rows: torch.Tensor, is_action: torch.Tensor | None,
+                   layout: Layout) -> torch.Tensor:
         """Head-averaged attention (B, R, L') of layout rows ``rows`` at this layer, recomputed from its
         inputs (for when the rows are needed before the layer runs on these tokens)."""
         x = layer.input_layernorm(h)
         keys = layer_keys(layer.self_attn, x, cos, sin)
         return attention_rows(layer.self_attn, x[:, rows], cos[:, rows], sin[:, rows], keys,
-                              self._allowed(kept, rows, is_action))
+                              self._allowed(kept, rows, is_action, layout.causal))
 
     def _to_visual(self, probs: torch.Tensor, kept: torch.Tensor, layout: Layout) -> torch.Tensor:
         """Sum of attention rows (B, R, L') scattered onto original visual indices (B, M); pruned ones 0."""
@@ -315,7 +305,9 @@ class VLAModel(nn.Module):
         kept = torch.arange(length, device=device).expand(b, -1)  # (B, L) original row indices
         cos, sin = self.language_model.model.rotary_emb(embeds, kept)  # (B, L, hd) each
         is_action = layout.is_action(device)
-        mask = layout_mask(kept, is_action)
+        mask = layout_mask(kept, is_action, layout.causal)
+        # a bidirectional layout runs SDPA unmasked and non-causal (as OFT's fork: no padding at inference)
+        attn_kwargs = {} if layout.causal else {"is_causal": False}
         action_layer = prune.action_layer if prune is not None else None
         h = embeds
         attention = None
@@ -331,9 +323,10 @@ class VLAModel(nn.Module):
                 t0 = time.perf_counter()
                 rows = self._query_rows(layout, prune.query).to(device)
                 if prune.score_layer < prune.layer:  # the layer runs on every token first: ask it
-                    semantic = request_rows(layer.self_attn, RowRequest(rows, self._allowed(kept, rows, is_action)))
+                    semantic = request_rows(layer.self_attn, RowRequest(rows, self._allowed(kept, rows, is_action,
+                                                                                             layout.causal)))
                 else:  # pruning before this layer runs: recompute from its inputs
-                    probs = self._attention(layer, h, cos, sin, kept, rows, is_action)
+                    probs = self._attention(layer, h, cos, sin, kept, rows, is_action, layout)
                     attention = probs[:, :, layout.visual_start:layout.visual_end].mean(dim=1)  # (B, M)
                 score_seconds += time.perf_counter() - t0
             if semantic is not None and i == prune.layer:
@@ -351,7 +344,7 @@ class VLAModel(nn.Module):
                 h = h.gather(1, idx.expand(-1, -1, h.shape[-1]))
                 cos = cos.gather(1, idx.expand(-1, -1, cos.shape[-1]))
                 sin = sin.gather(1, idx.expand(-1, -1, sin.shape[-1]))
-                mask = layout_mask(kept, is_action)
+                mask = layout_mask(kept, is_action, layout.causal)
                 score_seconds += time.perf_counter() - t0
             action: RowRequest | None = None
             if action_layer == i:  # the action queries' rows, answered by this layer as it runs
@@ -360,11 +353,12 @@ class VLAModel(nn.Module):
                     rows = torch.nonzero(is_action[kept[0]]).squeeze(1)
                 else:  # the tokens head: the first action query is the last prompt row
                     rows = torch.tensor([kept.shape[1] - 1], device=device)
-                action = request_rows(layer.self_attn, RowRequest(rows, self._allowed(kept, rows, is_action)))
+                action = request_rows(layer.self_attn, RowRequest(rows, self._allowed(kept, rows, is_action,
+                                                                                             layout.causal)))
                 n_action_rows = len(rows)
                 score_seconds += time.perf_counter() - t0
             h = layer(h, attention_mask=mask, position_embeddings=(cos, sin), **{CACHE_KWARG: cache},
-                      use_cache=cache is not None)
+                      use_cache=cache is not None, **attn_kwargs)
             if action is not None:
                 t0 = time.perf_counter()
                 action_attention = self._to_visual(action.probs, kept, layout)
@@ -412,7 +406,7 @@ class VLAModel(nn.Module):
         if self.action_head is not None:
             t0 = time.perf_counter()
             res = self.run_llm(embeds, layout, prune, visual=visual)
-            rows = torch.nonzero((res.kept[0] >= layout.actions[0]) & (res.kept[0] < layout.actions[1])).squeeze(1)
+            rows = torch.nonzero((res.kept[0] >= layout.readout[0]) & (res.kept[0] < layout.readout[1])).squeeze(1)
             actions = self.action_head(res.hidden[:, rows])
             _sync(device)
             timings["prefill"], timings["decode"] = time.perf_counter() - t0, 0.0

@@ -336,14 +336,14 @@ def final_hidden(model, batch: Batch):
 def action_rows(model, batch: Batch) -> torch.Tensor:
     """Final hidden states (B, chunk_len * A, d) of the action query rows, unpruned."""
     hidden, layout, _ = final_hidden(model, batch)
-    return hidden[:, torch.arange(*layout.actions)]
+    return hidden[:, torch.arange(*layout.readout)]
 
 
 def batch_losses(model, batch: Batch, kind: str = "l1",
                  scene_head: SceneHead | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(chunk regression loss (``kind`` from LOSSES) in normalised action units, auxiliary scene MSE or None)."""
     hidden, layout, visual = final_hidden(model, batch)
-    rows = hidden[:, torch.arange(*layout.actions)]
+    rows = hidden[:, torch.arange(*layout.readout)]
     per_sample = LOSSES[kind](model.action_head(rows) - batch.targets).mean(dim=(1, 2))
     loss = (per_sample * batch.weight).sum() / batch.weight.sum().clamp(min=1.0)
     if scene_head is None:

@@ -1,0 +1,321 @@
+"""OpenVLA-OFT checkpoints as published: the directory layout (VLM shards + ``action_head--*`` and
+``proprio_projector--*`` state dicts with DDP's ``module.`` prefix + ``dataset_statistics.json``), checked
+against a reference forward written here from OFT's published code (moojink/openvla-oft:
+``predict_action``, ``L1RegressionActionHead``, ``ProprioProjector``, ``normalize_proprio``,
+``_unnormalize_actions``; its transformers fork's bidirectional attention), sharing no code with the
+model package except the vision towers and projector (checked against OpenVLA's own code elsewhere)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import SHARED_DATA, tiny
+from reference_llama import ReferenceLlama
+
+from vla_pruner_ros.model import CheckpointError, load_model, save_checkpoint
+from vla_pruner_ros.model.modeling import PruneSpec
+from vla_pruner_ros.model.vision import preprocess_images
+from vla_pruner_ros.policy import Observation, PolicyConfig, VLAPolicy
+from vla_pruner_ros.pruning import build_pruner
+
+STATS = SHARED_DATA / "openvla-7b-oft-libero10" / "dataset_statistics.json"
+KEY = "libero_10_no_noops"
+CHUNK, ACTION_DIM, PROPRIO_DIM = 8, 7, 8  # OFT's LIBERO constants
+
+
+def _statistics() -> dict:
+    if STATS.exists():
+        return json.loads(STATS.read_text())
+    rng = np.random.default_rng(0)  # the same structure, for a machine without the shared data
+    low = rng.uniform(-1, 0, 8)
+    return {KEY: {"action": {"q01": low[:7].tolist(), "q99": (low[:7] + 1).tolist(),
+                             "min": (low[:7] - 0.1).tolist(), "max": (low[:7] + 1.1).tolist(),
+                             "mask": [True] * 6 + [False]},
+                  "proprio": {"q01": low.tolist(), "q99": (low + 2).tolist(), "min": low.tolist(),
+                              "max": (low + 2).tolist()}}}
+
+
+def _head_state(d: int, seed: int = 1) -> dict[str, torch.Tensor]:
+    """OFT's action head state dict as torch.save'd after DDP training: its names, random values."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *shape: torch.randn(*shape, generator=g) * 0.1  # noqa: E731
+    i = d * ACTION_DIM
+    state = {"model.layer_norm1.weight": 1 + r(i), "model.layer_norm1.bias": r(i),
+             "model.fc1.weight": r(d, i), "model.fc1.bias": r(d)}
+    for b in range(2):
+        block = f"model.mlp_resnet_blocks.{b}.ffn"
+        state |= {f"{block}.0.weight": 1 + r(d), f"{block}.0.bias": r(d),  # LayerNorm
+                  f"{block}.1.weight": r(d, d), f"{block}.1.bias": r(d)}  # Linear
+    state |= {"model.layer_norm2.weight": 1 + r(d), "model.layer_norm2.bias": r(d),
+              "model.fc2.weight": r(ACTION_DIM, d), "model.fc2.bias": r(ACTION_DIM)}
+    return {f"module.{k}": v for k, v in state.items()}
+
+
+def _proprio_state(d: int, seed: int = 2) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"module.fc1.weight": torch.randn(d, PROPRIO_DIM, generator=g) * 0.3,
+            "module.fc1.bias": torch.randn(d, generator=g) * 0.1,
+            "module.fc2.weight": torch.randn(d, d, generator=g) * 0.1,
+            "module.fc2.bias": torch.randn(d, generator=g) * 0.1}
+
+
+def write_oft_dir(path: Path, head: dict | None = None, proprio: dict | None = None) -> Path:
+    """A tiny VLM saved as OpenVLA's shards, with OFT's side files under their published names."""
+    vlm, tokenizer = tiny("tokens", 1)
+    save_checkpoint(vlm, path, tokenizer)
+    d = vlm.config.llm_dim
+    torch.save(head if head is not None else _head_state(d), path / "action_head--150000_checkpoint.pt")
+    torch.save(proprio if proprio is not None else _proprio_state(d), path / "proprio_projector--150000_checkpoint.pt")
+    (path / "dataset_statistics.json").write_text(json.dumps(_statistics()))
+    return path
+
+
+@pytest.fixture
+def oft_dir(tmp_path) -> Path:
+    return write_oft_dir(tmp_path / "oft")
+
+
+def _layer_norm(x, state, name):
+    return F.layer_norm(x, x.shape[-1:], state[f"module.{name}.weight"].double(), state[f"module.{name}.bias"].double())
+
+
+def _linear(x, state, name):
+    return x @ state[f"module.{name}.weight"].double().T + state[f"module.{name}.bias"].double()
+
+
+@torch.no_grad()
+def reference_actions(model, path: Path, images, instruction_ids: torch.Tensor, proprio: np.ndarray,
+                      keep: torch.Tensor | None = None, k: int = 0) -> np.ndarray:
+    """OFT's predict_action, written from its published code in float64; ``keep`` (visual indices)
+    prunes before layer ``k`` the way the pruned model must: kept rows keep their positions."""
+    head = torch.load(path / "action_head--150000_checkpoint.pt", weights_only=True)
+    proj = torch.load(path / "proprio_projector--150000_checkpoint.pt", weights_only=True)
+    stats = json.loads((path / "dataset_statistics.json").read_text())[KEY]
+    cfg = model.config
+    # normalize_proprio (bounds_q99): clip(where(mask, 2 (p - q01) / (q99 - q01 + 1e-8) - 1, p), -1, 1)
+    low, high = np.array(stats["proprio"]["q01"]), np.array(stats["proprio"]["q99"])
+    mask = np.array(stats["proprio"].get("mask", [True] * len(low)))
+    p = np.clip(np.where(mask, 2 * (proprio - low) / (high - low + 1e-8) - 1, proprio), -1, 1)
+    p = torch.from_numpy(p).float().double()  # OFT hands the projector a float tensor
+    proprio_token = _linear(F.gelu(_linear(p, proj, "fc1")), proj, "fc2")
+    px = preprocess_images(images, cfg).unsqueeze(0)  # the vision towers and projector, primary image first
+    visual = model.encode_images(px)[0].double()
+    embed = model.language_model.model.embed_tokens.weight.double()
+    ids = instruction_ids[0]
+    n_patches = visual.shape[0] + 1  # NUM_PATCHES: every image's patches, plus the proprio token
+    n_prompt = len(ids) - 1  # NUM_PROMPT_TOKENS: the prompt without BOS
+    seq = torch.cat([embed[ids[:1]], visual, proprio_token[None], embed[ids[1:]],
+                     torch.zeros(CHUNK * ACTION_DIM, embed.shape[1], dtype=torch.float64),  # zeroed placeholders
+                     embed[torch.tensor([2])]])  # the stop token '</s>'
+    ref = ReferenceLlama(model.language_model)
+    n = seq.shape[0]
+    positions = torch.arange(n)
+    h = seq
+    for i in range(len(ref.layers)):
+        if keep is not None and i == k:
+            rows = torch.cat([torch.tensor([0]), keep + 1, torch.arange(1 + visual.shape[0], n)])
+            h, positions = h[rows], positions[rows]
+        h = ref.layer(i, h, positions, torch.ones(len(positions), len(positions), dtype=torch.bool))
+    last = ref.norm(h)
+    start = int(torch.nonzero(positions == n_patches + n_prompt)[0])  # OFT: hidden_states[NUM_PATCHES + NUM_PROMPT..]
+    rows = last[start:start + CHUNK * ACTION_DIM].reshape(CHUNK, -1)  # (chunk, action_dim * d)
+    x = torch.relu(_linear(_layer_norm(rows, head, "model.layer_norm1"), head, "model.fc1"))
+    for b in range(2):
+        y = _layer_norm(x, head, f"model.mlp_resnet_blocks.{b}.ffn.0")
+        x = x + torch.relu(_linear(y, head, f"model.mlp_resnet_blocks.{b}.ffn.1"))
+    normalized = _linear(_layer_norm(x, head, "model.layer_norm2"), head, "model.fc2").numpy()
+    # _unnormalize_actions (bounds_q99): where(mask, 0.5 (x + 1)(q99 - q01 + 1e-8) + q01, x)
+    a_low, a_high = np.array(stats["action"]["q01"]), np.array(stats["action"]["q99"])
+    a_mask = np.array(stats["action"].get("mask", [True] * len(a_low)))
+    return np.where(a_mask, 0.5 * (normalized + 1) * (a_high - a_low + 1e-8) + a_low, normalized)
+
+
+def _observation(seed: int = 0) -> Observation:
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(2)]  # third-person, wrist
+    return Observation(images, "Put both the alphabet soup and the tomato sauce in the basket.",
+                       rng.normal(0, 0.5, PROPRIO_DIM), 0.0)
+
+
+def test_published_layout_loads_with_the_platform_constants(oft_dir):
+    model, _ = load_model(oft_dir)
+    cfg = model.config
+    assert (cfg.head, cfg.chunk_len, cfg.action_dim, cfg.proprio_dim, cfg.num_cameras) == ("oft", 8, 7, 8, 2)
+    assert cfg.norm_type == "bounds_q99" and sorted(cfg.norm_stats) == [KEY]  # dataset_statistics.json wins
+    head = torch.load(oft_dir / "action_head--150000_checkpoint.pt", weights_only=True)
+    assert torch.equal(model.action_head.model.fc1.weight, head["module.model.fc1.weight"])
+
+
+def test_actions_equal_the_reference_forward(oft_dir):
+    model, tokenizer = load_model(oft_dir)
+    policy = VLAPolicy(model, tokenizer, build_pruner("none"), PolicyConfig(unnorm_key=KEY))
+    obs = _observation()
+    chunk = policy.step(obs)
+    expected = reference_actions(model, oft_dir, obs.images, policy._input_ids, obs.proprio)
+    assert chunk.actions.shape == (CHUNK, ACTION_DIM)
+    np.testing.assert_allclose(chunk.actions, expected, atol=2e-5, rtol=0)
+    # the reference sees every change: other proprio, other images give other actions
+    other = reference_actions(model, oft_dir, obs.images, policy._input_ids, obs.proprio + 0.5)
+    assert np.abs(other - expected).max() > 1e-3
+
+
+def test_pruned_forward_equals_the_reference_with_the_same_tokens(oft_dir):
+    model, tokenizer = load_model(oft_dir)
+    policy = VLAPolicy(model, tokenizer, build_pruner("none"), PolicyConfig(unnorm_key=KEY))
+    obs = _observation(1)
+    policy.step(obs)  # sets the prompt
+    ids = policy._input_ids
+    m = model.config.num_visual_tokens
+    keep = torch.sort(torch.randperm(m, generator=torch.Generator().manual_seed(3))[: m // 4]).values
+    px = preprocess_images(obs.images, model.config).unsqueeze(0)
+    with torch.no_grad():
+        pred = model.predict(px, ids, policy._proprio_tensor(obs.proprio), PruneSpec(2, lambda _s: keep[None]))
+    got = policy.normalizer.unnormalize(pred.actions[0].double().numpy())
+    expected = reference_actions(model, oft_dir, obs.images, ids, obs.proprio, keep=keep, k=2)
+    np.testing.assert_allclose(got, expected, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["random", "fastv", "vla_pruner", "hybrid"])
+def test_keep_all_reproduces_the_unpruned_actions_exactly(oft_dir, method):
+    model, tokenizer = load_model(oft_dir)
+    obs = _observation(2)
+    plain = VLAPolicy(model, tokenizer, build_pruner("none"), PolicyConfig(unnorm_key=KEY)).step(obs)
+    pruned = VLAPolicy(model, tokenizer, build_pruner(method, keep_ratio=1.0), PolicyConfig(unnorm_key=KEY)).step(obs)
+    assert sum(pruned.stats.tokens_kept) == model.config.num_visual_tokens
+    assert np.array_equal(plain.actions, pruned.actions)
+
+
+def test_pruning_keeps_each_cameras_budget_and_records_the_action_rows(oft_dir):
+    model, tokenizer = load_model(oft_dir)
+    policy = VLAPolicy(model, tokenizer, build_pruner("vla_pruner", keep_ratio=0.25), PolicyConfig(unnorm_key=KEY))
+    for seed in range(3):
+        chunk = policy.step(_observation(seed))
+        per_cam = model.config.tokens_per_camera
+        assert chunk.stats.tokens_kept == [per_cam // 4, per_cam // 4]
+    cams = policy.state.cameras  # the action rows' attention, one history per camera
+    assert len(cams) == 2 and all(len(c.attention) == 3 for c in cams)
+    assert all(np.isfinite(a).all() and a.sum() > 0 for c in cams for a in c.attention)
+
+
+def test_missing_or_misshaped_head_tensor_is_named(tmp_path):
+    d = 64  # the tiny preset's LLM width
+    head = _head_state(d)
+    del head["module.model.fc2.bias"]
+    with pytest.raises(CheckpointError, match=r"missing 1 tensor\(s\): 'action_head\.model\.fc2\.bias'"):
+        load_model(write_oft_dir(tmp_path / "a", head=head))
+    head = _head_state(d)
+    head["module.model.layer_norm1.weight"] = torch.ones(d * ACTION_DIM + 1)
+    with pytest.raises(CheckpointError, match=r"'action_head\.model\.layer_norm1\.weight' has shape \(449,\)"):
+        load_model(write_oft_dir(tmp_path / "b", head=head))
+
+
+class _NotATensor:  # pickled into a side file: a weights_only load must refuse it
+    def __reduce__(self):
+        return (print, ("an unrestricted unpickle ran this",))
+
+
+def test_side_files_are_never_unpickled_unrestricted(tmp_path):
+    path = write_oft_dir(tmp_path / "oft")
+    torch.save({"module.model.fc1.weight": _NotATensor()}, path / "action_head--150000_checkpoint.pt")
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_model(path)
+
+
+def test_unknown_platform_asks_for_chunk_length_and_cameras(tmp_path):
+    path = write_oft_dir(tmp_path / "oft")
+    stats = _statistics()
+    (path / "dataset_statistics.json").write_text(json.dumps({"my_lab_robot": stats[KEY]}))
+    with pytest.raises(CheckpointError, match="chunk_len and num_cameras"):
+        load_model(path)
+    from vla_pruner_ros.model import load_checkpoint
+    model = load_checkpoint(path, chunk_len=4, num_cameras=1)
+    assert (model.config.chunk_len, model.config.num_cameras) == (4, 1)
+
+
+def _info(path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vla_pruner_ros.cli", "info", str(path), *extra],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_info_reports_an_oft_directory(oft_dir):
+    out = _info(oft_dir, "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["action_head"]["type"].startswith("oft")
+    assert (info["action_head"]["chunk_len"], info["visual_tokens"]["cameras"]) == (8, 2)
+    assert info["norm_stats_keys"] == [KEY] and info["tensors_missing"] == []
+
+
+def test_info_names_head_tensors_the_side_file_lacks(tmp_path):
+    head = _head_state(64)
+    del head["module.model.mlp_resnet_blocks.1.ffn.1.weight"]
+    out = _info(write_oft_dir(tmp_path / "oft", head=head))
+    assert out.returncode == 1
+    assert "action_head.model.mlp_resnet_blocks.1.ffn.1.weight" in out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_real_oft_config_and_statistics_parse(shared_data, tmp_path):
+    """The published libero-10 config.json, index and dataset_statistics.json, with head files at the
+    published names: the platform and statistics are found; the 7B head's shapes are read from the files."""
+    src = shared_data / "openvla-7b-oft-libero10"
+    path = tmp_path / "oft10"
+    shutil.copytree(src, path)
+    d = 4096
+    big = lambda *shape: torch.zeros(1, dtype=torch.bfloat16).expand(*shape)  # noqa: E731 (the shape, 2 bytes stored)
+    torch.save({"module.model.fc1.weight": big(d, d * ACTION_DIM), "module.model.fc2.weight": big(ACTION_DIM, d)},
+               path / "action_head--150000_checkpoint.pt")
+    torch.save({"module.fc1.weight": big(d, PROPRIO_DIM)}, path / "proprio_projector--150000_checkpoint.pt")
+    from vla_pruner_ros.model import VLAConfig
+    cfg = VLAConfig.from_dir(path)
+    assert (cfg.head, cfg.chunk_len, cfg.action_dim, cfg.proprio_dim, cfg.num_cameras) == ("oft", 8, 7, 8, 2)
+    assert cfg.num_visual_tokens == 512 and sorted(cfg.norm_stats) == [KEY]
+    out = _info(path)
+    assert out.returncode == 1 and "action_head.model.layer_norm1.weight" in out.stdout
+
+
+def test_the_node_drives_an_oft_directory_from_two_cameras_and_the_pose(tmp_path):
+    """The real node process with a robot's shipped file and the directory as model.path: both cameras
+    and the pose topic (as proprio) give OFT's 8-step chunks."""
+    pytest.importorskip("rclpy", reason="the ROS 2 wheels (the 'ros' extra) are not installed")
+    from node_process import Tester, interrupt, start
+    from std_msgs.msg import String
+
+    path = write_oft_dir(tmp_path / "oft")
+    proc = start(["--ros-args", "--params-file", "config/franka.yaml", "-p", f"model.path:={path}"])
+    t = Tester()
+    try:
+        t.instruction_pub.publish(String(data="put the bowl on the plate"))
+        ok = t.feed_until(lambda: len(t.chunks) >= 2 or proc.poll() is not None, 90.0)
+        assert ok and proc.poll() is None, interrupt(proc)[1][-3000:]
+        assert len(t.chunks[0][1].points) == CHUNK
+    finally:
+        t.close()
+        rc, out = interrupt(proc)
+    assert rc == 0 and "Traceback" not in out, out[-3000:]
+    assert "head=oft cameras=2" in out
+
+
+def test_eval_and_replay_take_an_oft_directory(tmp_path):
+    pytest.importorskip("mujoco", reason="the 'sim' extra (mujoco) is not installed")
+    from vla_pruner_ros.cli import main
+
+    path = str(write_oft_dir(tmp_path / "oft"))
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", path, "--methods", "none,vla_pruner", "--keep", "0.5", "--episodes", "1",
+                 "--families", "pick", "--json", str(out), "--quiet"]) == 0
+    assert [r["tokens_kept"] for r in json.loads(out.read_text())["rows"]] == [2 * 64, 2 * 32]
+    bags = tmp_path / "bags"
+    assert main(["sim", "record", "--task", "pick", "--episodes", "1", "--out", str(bags), "--wrist", "--quiet"]) == 0
+    report = tmp_path / "r.json"
+    assert main(["replay", str(next(bags.iterdir())), "--model", path, "--compare", "fastv", "--keep", "0.25",
+                 "--report", str(report), "--quiet"]) == 0
+    assert json.loads(report.read_text())["methods"]["fastv"]["chunks"] >= 2
