@@ -235,8 +235,11 @@ def test_unknown_platform_asks_for_chunk_length_and_cameras(tmp_path):
     (path / "dataset_statistics.json").write_text(json.dumps({"my_lab_robot": stats[KEY]}))
     with pytest.raises(CheckpointError, match="chunk_len and num_cameras"):
         load_model(path)
-    from vla_pruner_ros.model import load_checkpoint
-    model = load_checkpoint(path, chunk_len=4, num_cameras=1)
+    from vla_pruner_ros.factory import load_settings_model
+    from vla_pruner_ros.settings import settings_from_flat
+
+    model, _ = load_settings_model(settings_from_flat({"model.path": str(path), "model.chunk_len": 4,
+                                                       "model.num_cameras": 1}))
     assert (model.config.chunk_len, model.config.num_cameras) == (4, 1)
 
 

@@ -197,3 +197,12 @@ def test_hybrid_asks_for_prefill_rows_only_where_it_reads_them():
         assert seen == queries, params
         policy.reset()
         assert pruner.tick_query(policy.state) == "last"  # a new episode has no history again
+
+
+@pytest.mark.parametrize("share, expected", [(0.5, [16, 16]), (0.75, [8, 24]), (0.25, [24, 8]), (1.0, [1, 31])])
+def test_hybrid_moves_budget_between_cameras_never_the_total(share, expected):
+    model, tok = tiny("chunk", 2)
+    policy = VLAPolicy(model, tok, build_pruner("hybrid", keep_ratio=0.25, layer=2, last_camera_share=share))
+    for t, frame in enumerate(frames(2)):
+        stats = policy.step(Observation([frame, frame], "pick up the red cube", stamp=float(t))).stats
+        assert stats.tokens_kept == expected and sum(stats.tokens_kept) == 2 * budget(0.25, 64)

@@ -17,7 +17,9 @@ def load_settings_model(settings: NodeSettings):
 
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[settings.model.dtype]
     head = settings.model.head or ("chunk" if settings.model.path in PRESET_NAMES else None)
-    return load_model(settings.model.path, head=head, device=settings.model.device, dtype=dtype)
+    overrides = {key: getattr(settings.model, key) for key in ("chunk_len", "num_cameras")
+                 if getattr(settings.model, key)}
+    return load_model(settings.model.path, head=head, device=settings.model.device, dtype=dtype, **overrides)
 
 
 def build_settings_pruner(settings: NodeSettings, model_layer: int | None = None) -> Pruner:

@@ -70,6 +70,8 @@ class ModelSettings:
     device: str = "cpu"
     dtype: str = "float32"
     unnorm_key: str = ""
+    chunk_len: int = 0
+    num_cameras: int = 0
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,9 @@ DESCRIPTIONS: dict[str, str] = {
     "model.device": "torch device: cpu, cuda, cuda:1, ...",
     "model.dtype": "float32, bfloat16 or float16",
     "model.unnorm_key": "dataset key of the checkpoint's norm_stats; empty = its only key",
+    "model.chunk_len": "steps per action chunk, for an OpenVLA-OFT directory whose statistics name no platform OFT "
+                       "knows (LIBERO 8, ALOHA 25, Bridge 5); 0 = the checkpoint's",
+    "model.num_cameras": "images the model takes, for such an OpenVLA-OFT directory; 0 = the checkpoint's",
     "action_names": "one name per action dimension (published as joint_names)",
     "camera.compressed": "subscribe to sensor_msgs/CompressedImage (jpeg/png) instead of sensor_msgs/Image",
     "camera.wrist": "also subscribe to a second (wrist) camera on 'wrist_image'",
@@ -248,6 +253,10 @@ def validate(settings: NodeSettings) -> None:
         raise SettingsError("model.path is empty; give a checkpoint directory or a preset name")
     if settings.model.head not in ("", "tokens", "chunk"):
         raise SettingsError(f"model.head={settings.model.head!r}; expected 'tokens', 'chunk' or empty")
+    for key in ("chunk_len", "num_cameras"):
+        value = getattr(settings.model, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SettingsError(f"model.{key}={value!r} must be an integer >= 0 (0: the checkpoint's own)")
     if settings.model.dtype not in ("float32", "bfloat16", "float16"):
         raise SettingsError(f"model.dtype={settings.model.dtype!r}; expected float32, bfloat16 or float16")
     if settings.camera.size_change not in ("resize", "stop"):

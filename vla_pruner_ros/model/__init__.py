@@ -80,8 +80,10 @@ def build_preset(name: str, *, head: str = "tokens", num_cameras: int = 1, propr
     return build_model(config, seed=seed, device=device, dtype=dtype), tokenizer
 
 
-def load_model(source: str | Path, *, head: str | None = None, device="cpu", dtype=None, seed: int = 0):
-    """A checkpoint directory, ``embedded``, or a preset name (random weights): (model, tokenizer)."""
+def load_model(source: str | Path, *, head: str | None = None, device="cpu", dtype=None, seed: int = 0,
+               **config_overrides):
+    """A checkpoint directory, ``embedded``, or a preset name (random weights): (model, tokenizer).
+    ``config_overrides`` (e.g. ``chunk_len``, ``num_cameras``) apply to checkpoint directories only."""
     from .checkpoint import load_checkpoint
     from .tokenizer import load_tokenizer
 
@@ -91,9 +93,12 @@ def load_model(source: str | Path, *, head: str | None = None, device="cpu", dty
         overrides = {"head": head} if head else {}
         if head == "chunk":
             overrides["chunk_len"] = 8
-        model = load_checkpoint(path, device=device, dtype=dtype, **overrides)
+        model = load_checkpoint(path, device=device, dtype=dtype, **{**overrides, **config_overrides})
         return model, load_tokenizer(path)
     if str(source) in PRESET_NAMES:
+        if config_overrides:
+            raise ConfigError(f"{sorted(config_overrides)} apply to checkpoint directories, not to the preset "
+                              f"{str(source)!r}")
         return build_preset(str(source), head=head or "tokens", seed=seed, device=device, dtype=dtype)
     raise CheckpointError(
         f"model {str(source)!r} is neither a checkpoint directory nor a preset; presets: {list(PRESET_NAMES)}, "

@@ -126,8 +126,8 @@ def oft_overrides(checkpoint_dir: Path, norm_stats: dict[str, Any], given: dict[
         if missing:
             raise ConfigError(
                 f"{checkpoint_dir}: cannot tell which OFT platform (LIBERO, ALOHA, Bridge) its statistics "
-                f"{sorted(norm_stats)} are for, so not its {' and '.join(missing)}; give them "
-                f"(LIBERO: chunk_len 8, num_cameras 2; ALOHA: 25, 3; Bridge: 5, 1)")
+                f"{sorted(norm_stats)} are for, so not its {' and '.join(missing)}; give them (node parameters "
+                f"model.chunk_len and model.num_cameras; LIBERO: 8 and 2, ALOHA: 25 and 3, Bridge: 5 and 1)")
     else:
         for key, value in (("action_dim", platform.action_dim), ("proprio_dim", platform.proprio_dim)):
             if derived[key] and derived[key] != value and key not in given:

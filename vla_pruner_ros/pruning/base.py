@@ -94,6 +94,11 @@ class Pruner(abc.ABC):
         """Whole-tick work at the selection point, before the per-camera ``select`` calls; may set
         ``ctx.keep_ratio`` (e.g. from the interaction phase)."""
 
+    def camera_budgets(self, ctx: TickContext, sizes: list[int]) -> list[int]:
+        """Tokens kept per camera: ``round(keep_ratio * M_c)`` each. A method may move budget between
+        cameras, never change the total (rows at one keep ratio spend the same budget)."""
+        return [budget(ctx.keep_ratio, m) for m in sizes]
+
     @abc.abstractmethod
     def select(self, inp: CameraInput, keep: int, ctx: TickContext) -> torch.Tensor:
         """Indices (B, keep), sorted, of the camera's visual tokens to keep."""
@@ -137,10 +142,10 @@ class Pruner(abc.ABC):
             ctx.keep_ratio = 1.0
         ctx.state.keep_ratio = ctx.keep_ratio
         kept = []
-        for cam, (start, end) in enumerate(inp.layout.visual):
+        sizes = [end - start for start, end in inp.layout.visual]
+        for cam, ((start, end), k) in enumerate(zip(inp.layout.visual, self.camera_budgets(ctx, sizes), strict=True)):
             lo, hi = start - inp.layout.visual_start, end - inp.layout.visual_start
             m = hi - lo
-            k = budget(ctx.keep_ratio, m)
             if k == m:
                 local = torch.arange(m, device=inp.visual_hidden.device).expand(inp.visual_hidden.shape[0], -1)
             else:

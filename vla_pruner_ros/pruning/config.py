@@ -192,6 +192,8 @@ class HybridConfig(VLAPrunerConfig, InteractionConfig):
             farthest-point sampling on the patch grid from the tokens already chosen. 1 = relevance only.
         deadline_ms: optional tick latency target; None = no deadline.
         min_keep_ratio: the lowest ratio the deadline may choose.
+        last_camera_share: with two cameras, the share of the tick's whole visual budget given to the
+            second (wrist) camera; 0.5 = the same keep ratio for both. The total is unchanged.
     """
 
     interaction_keep_ratio: float | None = None
@@ -200,9 +202,11 @@ class HybridConfig(VLAPrunerConfig, InteractionConfig):
     relevant_ratio: float = 0.0625
     deadline_ms: float | None = None
     min_keep_ratio: float = 0.05
+    last_camera_share: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_ratio("last_camera_share", self.last_camera_share)
         if self.interaction_keep_ratio is not None:
             _check_ratio("interaction_keep_ratio", self.interaction_keep_ratio)
         _check_ratio("min_keep_ratio", self.min_keep_ratio)

@@ -84,6 +84,15 @@ class HybridPruner(VLAPrunerPruner):
                 ratio = max(self.config.min_keep_ratio, min(ratio, cap))
         ctx.keep_ratio = ratio
 
+    def camera_budgets(self, ctx: TickContext, sizes: list[int]) -> list[int]:
+        """``last_camera_share`` of the two cameras' total budget to the second one (the total stays)."""
+        equal = super().camera_budgets(ctx, sizes)
+        if len(sizes) != 2 or self.config.last_camera_share == 0.5:
+            return equal
+        total = sum(equal)
+        last = min(sizes[1], total - 1, max(1, total - sizes[0], int(round(total * self.config.last_camera_share))))
+        return [total - last, last]
+
     def candidates(self, inp: CameraInput, keep: int, ctx: TickContext, row: int) -> list[np.ndarray]:
         estimate = self.action_estimate(ctx.state, inp.camera)
         parts = []
