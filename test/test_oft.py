@@ -183,7 +183,7 @@ def test_pruned_forward_equals_the_reference_with_the_same_tokens(oft_dir):
     np.testing.assert_allclose(got, expected, atol=2e-5, rtol=0)
 
 
-@pytest.mark.parametrize("method", ["random", "fastv", "vla_pruner", "hybrid"])
+@pytest.mark.parametrize("method", ["random", "fastv", "divprune", "vla_pruner", "vla_iap", "hybrid"])
 def test_keep_all_reproduces_the_unpruned_actions_exactly(oft_dir, method):
     model, tokenizer = load_model(oft_dir)
     obs = _observation(2)
