@@ -93,9 +93,11 @@ def _linear(x, state, name):
 
 @torch.no_grad()
 def reference_actions(model, path: Path, images, instruction_ids: torch.Tensor, proprio: np.ndarray,
-                      keep: torch.Tensor | None = None, k: int = 0) -> np.ndarray:
+                      keep: torch.Tensor | None = None, k: int = 0, attention_layer: int | None = None):
     """OFT's predict_action, written from its published code in float64; ``keep`` (visual indices)
-    prunes before layer ``k`` the way the pruned model must: kept rows keep their positions."""
+    prunes before layer ``k`` the way the pruned model must: kept rows keep their positions. With
+    ``attention_layer`` also returns the head-averaged attention of the rows the head reads to each visual
+    token at that layer (unpruned), averaged over those rows."""
     head = torch.load(path / "action_head--150000_checkpoint.pt", weights_only=True)
     proj = torch.load(path / "proprio_projector--150000_checkpoint.pt", weights_only=True)
     stats = json.loads((path / "dataset_statistics.json").read_text())[KEY]
@@ -119,11 +121,17 @@ def reference_actions(model, path: Path, images, instruction_ids: torch.Tensor, 
     n = seq.shape[0]
     positions = torch.arange(n)
     h = seq
+    read = slice(n_patches + n_prompt, n_patches + n_prompt + CHUNK * ACTION_DIM)
+    attention = None
     for i in range(len(ref.layers)):
         if keep is not None and i == k:
             rows = torch.cat([torch.tensor([0]), keep + 1, torch.arange(1 + visual.shape[0], n)])
             h, positions = h[rows], positions[rows]
-        h = ref.layer(i, h, positions, torch.ones(len(positions), len(positions), dtype=torch.bool))
+        everything = torch.ones(len(positions), len(positions), dtype=torch.bool)
+        if i == attention_layer:
+            probs = ref.attention_probs(i, h, positions, everything).mean(0)  # (T, T), heads averaged
+            attention = probs[read, 1:1 + visual.shape[0]].mean(0).numpy()
+        h = ref.layer(i, h, positions, everything)
     last = ref.norm(h)
     start = int(torch.nonzero(positions == n_patches + n_prompt)[0])  # OFT: hidden_states[NUM_PATCHES + NUM_PROMPT..]
     rows = last[start:start + CHUNK * ACTION_DIM].reshape(CHUNK, -1)  # (chunk, action_dim * d)
@@ -135,7 +143,8 @@ def reference_actions(model, path: Path, images, instruction_ids: torch.Tensor, 
     # _unnormalize_actions (bounds_q99): where(mask, 0.5 (x + 1)(q99 - q01 + 1e-8) + q01, x)
     a_low, a_high = np.array(stats["action"]["q01"]), np.array(stats["action"]["q99"])
     a_mask = np.array(stats["action"].get("mask", [True] * len(a_low)))
-    return np.where(a_mask, 0.5 * (normalized + 1) * (a_high - a_low + 1e-8) + a_low, normalized)
+    actions = np.where(a_mask, 0.5 * (normalized + 1) * (a_high - a_low + 1e-8) + a_low, normalized)
+    return actions if attention_layer is None else (actions, attention)
 
 
 def _observation(seed: int = 0) -> Observation:
@@ -181,6 +190,37 @@ def test_pruned_forward_equals_the_reference_with_the_same_tokens(oft_dir):
     got = policy.normalizer.unnormalize(pred.actions[0].double().numpy())
     expected = reference_actions(model, oft_dir, obs.images, ids, obs.proprio, keep=keep, k=2)
     np.testing.assert_allclose(got, expected, atol=2e-5, rtol=0)
+
+
+def test_action_attention_comes_from_the_rows_the_head_reads(oft_dir):
+    """VLA-Pruner's action queries on OFT: the rows the head decodes from (the last prompt row and the first
+    chunk * action_dim - 1 placeholders), as the reference computes their attention."""
+    model, tokenizer = load_model(oft_dir)
+    policy = VLAPolicy(model, tokenizer, build_pruner("none"), PolicyConfig(unnorm_key=KEY))
+    obs = _observation(4)
+    policy.step(obs)
+    px = preprocess_images(obs.images, model.config).unsqueeze(0)
+    everything = torch.arange(model.config.num_visual_tokens)[None]
+    with torch.no_grad():
+        pred = model.predict(px, policy._input_ids, policy._proprio_tensor(obs.proprio),
+                             PruneSpec(1, lambda _s: everything, action_layer=2))
+    _, expected = reference_actions(model, oft_dir, obs.images, policy._input_ids, obs.proprio, attention_layer=2)
+    # float32 against float64 differ by ~1e-9; the placeholder rows instead of the read rows by ~2e-6
+    np.testing.assert_allclose(pred.action_attention[0].double().numpy(), expected, atol=2e-8, rtol=0)
+
+
+def test_a_directory_without_statistics_does_not_guess_its_platform(tmp_path):
+    """config.json's norm_stats are the base model's pretraining mixture (they name bridge_orig): a LIBERO
+    head must not be read as Bridge's from them."""
+    path = write_oft_dir(tmp_path / "oft")
+    (path / "dataset_statistics.json").unlink()
+    with pytest.raises(CheckpointError, match="no dataset_statistics.json.*model.chunk_len"):
+        load_model(path)
+
+
+def test_unnorm_key_without_no_noops_suffix_is_found_as_oft_does(oft_dir):
+    model, tokenizer = load_model(oft_dir)
+    assert VLAPolicy(model, tokenizer, config=PolicyConfig(unnorm_key="libero_10")).normalizer.key == KEY
 
 
 @pytest.mark.parametrize("method", ["random", "fastv", "divprune", "vla_pruner", "vla_iap", "hybrid"])

@@ -47,6 +47,8 @@ def resolve_unnorm_key(norm_stats: dict[str, Any], unnorm_key: str | None) -> st
         raise UnnormKeyError(
             f"unnorm_key is needed: the checkpoint has statistics for {len(keys)} datasets; "
             f"choose one of {keys}")
+    if unnorm_key not in norm_stats and f"{unnorm_key}_no_noops" in norm_stats:
+        return f"{unnorm_key}_no_noops"  # as OFT's LIBERO evaluation: 'libero_10' means 'libero_10_no_noops'
     if unnorm_key not in norm_stats:
         raise UnnormKeyError(f"unnorm_key={unnorm_key!r} is not in the checkpoint's norm_stats; available: {keys}")
     return unnorm_key

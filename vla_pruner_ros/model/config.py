@@ -248,11 +248,9 @@ class VLAConfig:
         statistics = oft.read_statistics(checkpoint_dir)
         if statistics is not None and "norm_stats" not in overrides:
             overrides = {**overrides, "norm_stats": statistics}
-        if oft.is_oft_dir(checkpoint_dir):
-            norm_stats = overrides.get("norm_stats")
-            if norm_stats is None and (checkpoint_dir / "config.json").is_file():
-                norm_stats = _load_json(checkpoint_dir / "config.json").get("norm_stats")
-            overrides = oft.oft_overrides(checkpoint_dir, norm_stats or {}, overrides)
+        if oft.is_oft_dir(checkpoint_dir):  # the platform from the fine-tuning statistics only (config.json's
+            # norm_stats are the base model's pretraining mixture, which names bridge_orig)
+            overrides = oft.oft_overrides(checkpoint_dir, statistics, overrides)
         config = cls.from_file(checkpoint_dir / "config.json", **overrides)
         if processor.is_file():
             check_preprocessor(processor, config.image_size)

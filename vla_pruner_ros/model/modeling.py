@@ -349,8 +349,8 @@ class VLAModel(nn.Module):
             action: RowRequest | None = None
             if action_layer == i:  # the action queries' rows, answered by this layer as it runs
                 t0 = time.perf_counter()
-                if is_action is not None:
-                    rows = torch.nonzero(is_action[kept[0]]).squeeze(1)
+                if layout.readout[1] > layout.readout[0]:  # the rows the head decodes from
+                    rows = torch.nonzero((kept[0] >= layout.readout[0]) & (kept[0] < layout.readout[1])).squeeze(1)
                 else:  # the tokens head: the first action query is the last prompt row
                     rows = torch.tensor([kept.shape[1] - 1], device=device)
                 action = request_rows(layer.self_attn, RowRequest(rows, self._allowed(kept, rows, is_action,

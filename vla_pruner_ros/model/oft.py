@@ -106,9 +106,9 @@ def platform_of(keys: list[str]) -> Platform | None:
     return PLATFORMS[found.pop()] if len(found) == 1 else None
 
 
-def oft_overrides(checkpoint_dir: Path, norm_stats: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """Config fields of a published OFT directory: from its tensors' shapes, then its platform's constants;
-    fields in ``given`` (the caller's overrides) win."""
+def oft_overrides(checkpoint_dir: Path, statistics: dict[str, Any] | None, given: dict[str, Any]) -> dict[str, Any]:
+    """Config fields of a published OFT directory: from its tensors' shapes, then the constants of the platform
+    its ``dataset_statistics.json`` names; fields in ``given`` (the caller's overrides) win."""
     tensors = read_side_tensors(checkpoint_dir)
     fc1, fc2 = tensors.get("action_head.model.fc1.weight"), tensors.get("action_head.model.fc2.weight")
     if fc1 is None or fc2 is None:
@@ -120,18 +120,20 @@ def oft_overrides(checkpoint_dir: Path, norm_stats: dict[str, Any], given: dict[
                                "head_blocks": len(blocks)}
     proj = tensors.get("proprio_projector.fc1.weight")
     derived["proprio_dim"] = int(proj.shape[1]) if proj is not None else 0
-    platform = platform_of(sorted(norm_stats))
+    keys = sorted(statistics or {})
+    platform = platform_of(keys) if keys else None
     if platform is None:
         missing = [k for k in ("chunk_len", "num_cameras") if k not in given]
         if missing:
+            what = f"its statistics {keys} are for" if keys else f"it is for (it has no {STATISTICS_FILE})"
             raise ConfigError(
-                f"{checkpoint_dir}: cannot tell which OFT platform (LIBERO, ALOHA, Bridge) its statistics "
-                f"{sorted(norm_stats)} are for, so not its {' and '.join(missing)}; give them (node parameters "
+                f"{checkpoint_dir}: cannot tell which OFT platform (LIBERO, ALOHA, Bridge) {what}, so not "
+                f"its {' and '.join(missing)}; give them (node parameters "
                 f"model.chunk_len and model.num_cameras; LIBERO: 8 and 2, ALOHA: 25 and 3, Bridge: 5 and 1)")
     else:
         for key, value in (("action_dim", platform.action_dim), ("proprio_dim", platform.proprio_dim)):
             if derived[key] and derived[key] != value and key not in given:
                 raise CheckpointError(f"{checkpoint_dir}: the head's tensors give {key}={derived[key]}, but "
-                                      f"{platform.name} (from the statistics {sorted(norm_stats)}) has {value}")
+                                      f"{platform.name} (from the statistics {keys}) has {value}")
         derived.update(chunk_len=platform.chunk_len, num_cameras=platform.cameras, norm_type=platform.norm_type)
     return {**derived, **given}
