@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import SHARED_DATA, tiny
+from PIL import Image
 from reference_llama import ReferenceLlama
 
 from vla_pruner_ros.model import CheckpointError, load_model, save_checkpoint
@@ -83,6 +84,36 @@ def oft_dir(tmp_path) -> Path:
     return write_oft_dir(tmp_path / "oft")
 
 
+def tf_center_crop(image: np.ndarray, crop_scale: float = 0.9) -> np.ndarray:
+    """OFT's center_crop_image, from TensorFlow's documented semantics, pixel by pixel in float32 as TF
+    computes: convert_image_dtype (x 1/255), crop_and_resize of the central sqrt(scale) box back to the same
+    size (height_scale = (y2 - y1)(H - 1) / (h - 1), in_y = y1 (H - 1) + y height_scale, top/bottom =
+    floor/ceil, top + (bottom - top) * lerp), clip, convert back (x 255.5, truncate, saturate)."""
+    f = np.float32
+    h, w, _ = image.shape
+    side = min(max(np.sqrt(f(crop_scale)), f(0)), f(1))
+    y1 = x1 = (f(1) - side) / f(2)
+    y2 = x2 = y1 + side
+    height_scale = (y2 - y1) * f(h - 1) / f(h - 1)
+    width_scale = (x2 - x1) * f(w - 1) / f(w - 1)
+    img = image.astype(f) * f(1.0 / 255.0)
+    out = np.zeros((h, w, 3), dtype=np.uint8)
+    for y in range(h):
+        in_y = y1 * f(h - 1) + f(y) * height_scale
+        top, bottom = int(np.floor(in_y)), int(np.ceil(in_y))
+        y_lerp = in_y - np.floor(in_y)
+        for x in range(w):
+            in_x = x1 * f(w - 1) + f(x) * width_scale
+            left, right = int(np.floor(in_x)), int(np.ceil(in_x))
+            x_lerp = in_x - np.floor(in_x)
+            for c in range(3):
+                t = img[top, left, c] + (img[top, right, c] - img[top, left, c]) * x_lerp
+                b = img[bottom, left, c] + (img[bottom, right, c] - img[bottom, left, c]) * x_lerp
+                value = min(max(t + (b - t) * y_lerp, f(0)), f(1))
+                out[y, x, c] = np.uint8(min(max(value * f(255.5), f(0)), f(255)))
+    return out
+
+
 def _layer_norm(x, state, name):
     return F.layer_norm(x, x.shape[-1:], state[f"module.{name}.weight"].double(), state[f"module.{name}.bias"].double())
 
@@ -108,7 +139,11 @@ def reference_actions(model, path: Path, images, instruction_ids: torch.Tensor, 
     p = np.clip(np.where(mask, 2 * (proprio - low) / (high - low + 1e-8) - 1, proprio), -1, 1)
     p = torch.from_numpy(p).float().double()  # OFT hands the projector a float tensor
     proprio_token = _linear(F.gelu(_linear(p, proj, "fc1")), proj, "fc2")
-    px = preprocess_images(images, cfg).unsqueeze(0)  # the vision towers and projector, primary image first
+    # the processor's resize (checked against OpenVLA's elsewhere), then OFT's centre crop, written here
+    size = cfg.image_size
+    cropped = [tf_center_crop(np.array(Image.fromarray(im).resize((size, size), Image.Resampling.BICUBIC)))
+               for im in images]
+    px = preprocess_images(cropped, cfg.replace(center_crop=1.0)).unsqueeze(0)  # primary image first, then wrist
     visual = model.encode_images(px)[0].double()
     embed = model.language_model.model.embed_tokens.weight.double()
     ids = instruction_ids[0]
@@ -158,9 +193,20 @@ def test_published_layout_loads_with_the_platform_constants(oft_dir):
     model, _ = load_model(oft_dir)
     cfg = model.config
     assert (cfg.head, cfg.chunk_len, cfg.action_dim, cfg.proprio_dim, cfg.num_cameras) == ("oft", 8, 7, 8, 2)
+    assert cfg.center_crop == 0.9  # OFT evaluates on the central 90% of the area
     assert cfg.norm_type == "bounds_q99" and sorted(cfg.norm_stats) == [KEY]  # dataset_statistics.json wins
     head = torch.load(oft_dir / "action_head--150000_checkpoint.pt", weights_only=True)
     assert torch.equal(model.action_head.model.fc1.weight, head["module.model.fc1.weight"])
+
+
+def test_center_crop_is_tensorflows_crop_and_resize():
+    from vla_pruner_ros.model.vision import center_crop
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (56, 56, 3), dtype=np.uint8)
+    ours = center_crop(image, 0.9)
+    assert np.array_equal(ours, tf_center_crop(image))
+    assert np.abs(ours.astype(int) - image.astype(int)).mean() > 10  # it does crop
 
 
 def test_actions_equal_the_reference_forward(oft_dir):

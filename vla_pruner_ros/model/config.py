@@ -81,6 +81,7 @@ class VLAConfig:
     prompt_suffix_token_id: int | None = None  # OpenVLA appends Llama's empty token 29871 if missing
     image_mean_std: tuple = (DINO_MEAN_STD, SIGLIP_MEAN_STD)
     resize: str = "pil_bicubic"
+    center_crop: float = 1.0  # area share of OFT's evaluation centre crop (its checkpoints: 0.9); 1 = none
     norm_stats: dict[str, Any] = field(default_factory=dict)
     # K for the methods that prune inside the LLM when the user leaves it unset; None = the methods'
     # own defaults (set for the 32-layer OpenVLA). A shallow model names its own (e.g. 1 of 4 layers).
@@ -91,6 +92,9 @@ class VLAConfig:
             raise ConfigError(f"head={self.head!r} is not supported; expected one of {HEADS}")
         if self.norm_type not in NORM_TYPES:
             raise ConfigError(f"norm_type={self.norm_type!r} is not supported; expected one of {NORM_TYPES}")
+        if isinstance(self.center_crop, bool) or not isinstance(self.center_crop, (int, float)) or \
+                not 0.0 < self.center_crop <= 1.0:
+            raise ConfigError(f"center_crop={self.center_crop!r} must be in (0, 1] (1: no crop)")
         if self.resize not in RESIZES:
             raise ConfigError(f"resize={self.resize!r} is not supported; expected one of {RESIZES}")
         if self.head == "tokens" and self.chunk_len != 1:

@@ -25,6 +25,9 @@ from typing import Any
 from .errors import CheckpointError, ConfigError
 
 STATISTICS_FILE = "dataset_statistics.json"
+# OFT's policies are trained with random-crop augmentation and evaluated on the central 90% of the image's
+# area (its evaluation scripts require center_crop=True: "model was trained with image augmentations")
+CENTER_CROP = 0.9
 SIDE_FILES = {"action_head": "action_head", "proprio_projector": "proprio_projector"}  # file stem -> module
 _UNSUPPORTED = {"vision_backbone": "a FiLM-conditioned vision backbone (OFT+)",
                 "noisy_action_projector": "a diffusion action head"}
@@ -136,4 +139,5 @@ def oft_overrides(checkpoint_dir: Path, statistics: dict[str, Any] | None, given
                 raise CheckpointError(f"{checkpoint_dir}: the head's tensors give {key}={derived[key]}, but "
                                       f"{platform.name} (from the statistics {keys}) has {value}")
         derived.update(chunk_len=platform.chunk_len, num_cameras=platform.cameras, norm_type=platform.norm_type)
+    derived["center_crop"] = CENTER_CROP
     return {**derived, **given}

@@ -63,18 +63,44 @@ def resize_frame(image: np.ndarray, size: int, method: str = "pil_bicubic") -> n
     raise ConfigError(f"resize={method!r}; expected one of {RESIZES}")
 
 
+def center_crop(image: np.ndarray, area: float) -> np.ndarray:
+    """OpenVLA-OFT's evaluation crop of a square uint8 frame (S, S, 3): the central ``area`` share (each
+    side scaled by its square root) resized back to S x S as TensorFlow's ``crop_and_resize`` does, in
+    float32 and in its order of operations (bilinear; output pixel i samples ``y1 (S - 1) + i * (y2 - y1)
+    (S - 1) / (S - 1)``), on pixels converted to [0, 1] and back as ``convert_image_dtype`` does (x 1/255;
+    x 255.5, truncate, saturate)."""
+    f32 = np.float32
+    size = image.shape[0]
+    side = np.clip(np.sqrt(f32(area)), f32(0), f32(1))
+    lo = (f32(1) - side) / f32(2)
+    hi = lo + side
+    scale = (hi - lo) * f32(size - 1) / f32(size - 1)
+    coords = lo * f32(size - 1) + np.arange(size, dtype=f32) * scale
+    i0 = np.floor(coords).astype(np.int64)
+    i1 = np.ceil(coords).astype(np.int64)
+    frac = coords - np.floor(coords)
+    x = image.astype(f32) * f32(1.0 / 255.0)
+    ty, by = x[i0], x[i1]  # rows above and below each output row
+    top = ty[:, i0] + (ty[:, i1] - ty[:, i0]) * frac[None, :, None]
+    bottom = by[:, i0] + (by[:, i1] - by[:, i0]) * frac[None, :, None]
+    out = top + (bottom - top) * frac[:, None, None]
+    return np.clip(np.clip(out, f32(0), f32(1)) * f32(255.5), 0, 255).astype(np.uint8)
+
+
 def preprocess_images(images: list[np.ndarray], config: VLAConfig) -> torch.Tensor:
     """RGB uint8 frames (H, W, 3) -> pixel_values (num_cameras, 6, S, S), float32.
 
-    Resize naively (no crop, no letterbox) to the model's square size with bicubic interpolation
-    (``config.resize``), scale to [0, 1], then normalise once per tower with ``config.image_mean_std``
-    (a checkpoint's preprocessor_config.json where it has one; else ImageNet statistics for DINO,
-    0.5/0.5 for SigLIP).
+    Resize naively (no letterbox) to the model's square size with bicubic interpolation
+    (``config.resize``), crop the centre as OFT's evaluation does where ``config.center_crop`` < 1,
+    scale to [0, 1], then normalise once per tower with ``config.image_mean_std`` (a checkpoint's
+    preprocessor_config.json where it has one; else ImageNet statistics for DINO, 0.5/0.5 for SigLIP).
     """
     size = config.image_size
     out = []
     for image in images:
         image = resize_frame(image, size, config.resize)
+        if config.center_crop < 1.0:
+            image = center_crop(image, config.center_crop)
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)  # (3, S, S)
         planes = []
         for mean, std in config.image_mean_std:
