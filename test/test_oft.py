@@ -30,6 +30,7 @@ from vla_pruner_ros.pruning import build_pruner
 STATS = SHARED_DATA / "openvla-7b-oft-libero10" / "dataset_statistics.json"
 KEY = "libero_10_no_noops"
 CHUNK, ACTION_DIM, PROPRIO_DIM = 8, 7, 8  # OFT's LIBERO constants
+SUFFIX = 10  # stands in for Llama's empty token 29871 (OpenVLA's config gives it; the tiny vocabulary is small)
 
 
 def _statistics() -> dict:
@@ -72,6 +73,9 @@ def write_oft_dir(path: Path, head: dict | None = None, proprio: dict | None = N
     """A tiny VLM saved as OpenVLA's shards, with OFT's side files under their published names."""
     vlm, tokenizer = tiny("tokens", 1)
     save_checkpoint(vlm, path, tokenizer)
+    config = json.loads((path / "config.json").read_text())
+    config["vla_pruner"]["prompt_suffix_token_id"] = SUFFIX
+    (path / "config.json").write_text(json.dumps(config))
     d = vlm.config.llm_dim
     torch.save(head if head is not None else _head_state(d), path / "action_head--150000_checkpoint.pt")
     torch.save(proprio if proprio is not None else _proprio_state(d), path / "proprio_projector--150000_checkpoint.pt")
@@ -182,6 +186,17 @@ def reference_actions(model, path: Path, images, instruction_ids: torch.Tensor, 
     return actions if attention_layer is None else (actions, attention)
 
 
+def oft_prompt_ids(tokenizer, instruction: str) -> torch.Tensor:
+    """As OFT's get_vla_action and predict_action build them: the processor's tokens of the prompt with the
+    task lower-cased, then the empty token appended unless it already ends the prompt."""
+    ids = list(tokenizer(f"In: What action should the robot take to {instruction.lower()}?\nOut:")["input_ids"])
+    if ids[0] != tokenizer.bos_token_id:
+        ids.insert(0, tokenizer.bos_token_id)
+    if ids[-1] != SUFFIX:
+        ids.append(SUFFIX)
+    return torch.tensor([ids])
+
+
 def _observation(seed: int = 0) -> Observation:
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(2)]  # third-person, wrist
@@ -214,11 +229,13 @@ def test_actions_equal_the_reference_forward(oft_dir):
     policy = VLAPolicy(model, tokenizer, build_pruner("none"), PolicyConfig(unnorm_key=KEY))
     obs = _observation()
     chunk = policy.step(obs)
-    expected = reference_actions(model, oft_dir, obs.images, policy._input_ids, obs.proprio)
+    ids = oft_prompt_ids(tokenizer, obs.instruction)
+    assert ids[0, -1] == SUFFIX
+    expected = reference_actions(model, oft_dir, obs.images, ids, obs.proprio)
     assert chunk.actions.shape == (CHUNK, ACTION_DIM)
     np.testing.assert_allclose(chunk.actions, expected, atol=2e-5, rtol=0)
     # the reference sees every change: other proprio, other images give other actions
-    other = reference_actions(model, oft_dir, obs.images, policy._input_ids, obs.proprio + 0.5)
+    other = reference_actions(model, oft_dir, obs.images, ids, obs.proprio + 0.5)
     assert np.abs(other - expected).max() > 1e-3
 
 
@@ -408,3 +425,31 @@ def test_eval_and_replay_take_an_oft_directory(tmp_path):
     assert main(["replay", str(next(bags.iterdir())), "--model", path, "--compare", "fastv", "--keep", "0.25",
                  "--report", str(report), "--quiet"]) == 0
     assert json.loads(report.read_text())["methods"]["fastv"]["chunks"] >= 2
+
+
+def test_aloha_statistics_use_min_max_as_ofts_bounds_normalisation():
+    """OFT's ALOHA constants normalise with min/max ('bounds'), LIBERO's with q01/q99: the same formulas."""
+    from vla_pruner_ros.model.actions import ActionNormalizer, normalize_masked, stat_bounds
+
+    stats = {"aloha_towel": {"action": {"min": [-2.0, 0.0], "max": [2.0, 1.0], "q01": [-1.0, 0.2], "q99": [1.0, 0.8],
+                                        "mask": [True, False]},
+                             "proprio": {"min": [0.0, -1.0], "max": [4.0, 1.0], "q01": [1.0, 0.0], "q99": [3.0, 0.5]}}}
+    x = np.array([0.5, 0.3])
+    bounds = ActionNormalizer(stats, None, 2, "bounds", 1e-8).unnormalize(x)
+    np.testing.assert_allclose(bounds, [0.5 * 1.5 * (4.0 + 1e-8) - 2.0, 0.3])  # masked-out dims pass through
+    q99 = ActionNormalizer(stats, None, 2, "bounds_q99", 1e-8).unnormalize(x)
+    np.testing.assert_allclose(q99, [0.5 * 1.5 * (2.0 + 1e-8) - 1.0, 0.3])
+    low, high, mask = stat_bounds(stats["aloha_towel"]["proprio"], "bounds", "proprio")
+    np.testing.assert_allclose(normalize_masked(np.array([5.0, 0.0]), low, high, mask, 1e-8),
+                               [1.0, 2 * 1.0 / (2.0 + 1e-8) - 1])  # clipped to 1; the mask defaults to all
+
+
+def test_a_directory_without_proprio_projector_needs_no_proprio(tmp_path):
+    path = write_oft_dir(tmp_path / "oft")
+    (path / "proprio_projector--150000_checkpoint.pt").unlink()
+    model, tokenizer = load_model(path)
+    assert model.config.proprio_dim == 0 and model.proprio_projector is None
+    obs = _observation(6)
+    chunk = VLAPolicy(model, tokenizer, build_pruner("none"), PolicyConfig(unnorm_key=KEY)).step(
+        Observation(obs.images, obs.instruction, None, 0.0))
+    assert chunk.actions.shape == (CHUNK, ACTION_DIM) and np.isfinite(chunk.actions).all()
