@@ -7,9 +7,10 @@ and ``reset()`` (or a change of instruction) starts a new episode.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,24 +109,28 @@ class VLAPolicy:
                              f"the model has action_dim={mcfg.action_dim}")
         self.normalizer = ActionNormalizer(mcfg.norm_stats, self.config.unnorm_key, mcfg.action_dim, mcfg.norm_type,
                                            mcfg.norm_eps)
-        self._proprio = self._proprio_bounds(mcfg.norm_stats.get(self.normalizer.key, {}).get("proprio"))
-        self._proprio_oft = None  # OFT's (low, high, mask): its own formula, required statistics
-        if mcfg.head == "oft" and mcfg.proprio_dim:
-            self._proprio_oft = stat_bounds(mcfg.norm_stats[self.normalizer.key].get("proprio"), mcfg.norm_type,
-                                            f"norm_stats[{self.normalizer.key!r}].proprio")
-            if len(self._proprio_oft[0]) != mcfg.proprio_dim:
-                raise SettingsError(f"norm_stats[{self.normalizer.key!r}].proprio has {len(self._proprio_oft[0])} "
-                                    f"dimensions; the model's proprio projector takes {mcfg.proprio_dim}")
+        self._normalize_proprio = self._proprio_normalizer(mcfg.norm_stats[self.normalizer.key].get("proprio"))
         self._instruction: str | None = None
         self._input_ids: torch.Tensor | None = None
         self.state = self.pruner.new_state()
         self.pruner.validate(mcfg)  # a bad pruning layer fails now, not at the first tick
 
 
-    def _proprio_bounds(self, stats: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
-        if not stats or "q01" not in stats or len(stats["q01"]) != self.model.config.proprio_dim:
+    def _proprio_normalizer(self, stats: dict | None) -> Callable[[np.ndarray], np.ndarray] | None:
+        """How raw proprio maps to the model's input: OFT's formula on its required statistics for an OFT
+        head; else this project's floored q01/q99 bounds where the statistics have them; else unchanged."""
+        mcfg = self.model.config
+        if mcfg.head == "oft" and mcfg.proprio_dim:
+            where = f"norm_stats[{self.normalizer.key!r}].proprio"
+            low, high, mask = stat_bounds(stats, mcfg.norm_type, where)
+            if len(low) != mcfg.proprio_dim:
+                raise SettingsError(f"{where} has {len(low)} dimensions; the model's proprio projector takes "
+                                    f"{mcfg.proprio_dim}")
+            return functools.partial(normalize_masked, low=low, high=high, mask=mask, eps=mcfg.norm_eps)
+        if not stats or "q01" not in stats or len(stats["q01"]) != mcfg.proprio_dim:
             return None
-        return np.asarray(stats["q01"], float), np.asarray(stats["q99"], float)
+        return functools.partial(normalize_bounds, low=np.asarray(stats["q01"], float),
+                                 high=np.asarray(stats["q99"], float))
 
     @property
     def instruction(self) -> str | None:
@@ -187,10 +192,8 @@ class VLAPolicy:
         if not self.model.config.proprio_dim:
             return None
         p = np.asarray(proprio, dtype=np.float64)
-        if self._proprio_oft is not None:
-            p = normalize_masked(p, *self._proprio_oft, self.model.config.norm_eps)
-        elif self._proprio is not None:
-            p = normalize_bounds(p, *self._proprio)
+        if self._normalize_proprio is not None:
+            p = self._normalize_proprio(p)
         return torch.from_numpy(p).float().unsqueeze(0)
 
     @torch.inference_mode()

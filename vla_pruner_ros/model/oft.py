@@ -28,7 +28,7 @@ STATISTICS_FILE = "dataset_statistics.json"
 # OFT's policies are trained with random-crop augmentation and evaluated on the central 90% of the image's
 # area (its evaluation scripts require center_crop=True: "model was trained with image augmentations")
 CENTER_CROP = 0.9
-SIDE_FILES = {"action_head": "action_head", "proprio_projector": "proprio_projector"}  # file stem -> module
+SIDE_FILES = ("action_head", "proprio_projector")  # file stems, and the model's modules they fill
 _UNSUPPORTED = {"vision_backbone": "a FiLM-conditioned vision backbone (OFT+)",
                 "noisy_action_projector": "a diffusion action head"}
 
@@ -74,7 +74,7 @@ def read_side_tensors(checkpoint_dir: Path) -> dict[str, Any]:
             raise CheckpointError(f"{checkpoint_dir} holds {stem}--*_checkpoint.pt, {what}; only OFT's L1 "
                                   "regression head with the plain vision backbone is supported")
     tensors: dict[str, Any] = {}
-    for stem, module in SIDE_FILES.items():
+    for stem in SIDE_FILES:
         path = side_file(checkpoint_dir, stem)
         if path is None:
             continue
@@ -86,7 +86,7 @@ def read_side_tensors(checkpoint_dir: Path) -> dict[str, Any]:
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f"{path} does not hold a state dict of tensors")
         for name, value in state.items():
-            tensors[f"{module}.{name.removeprefix('module.')}"] = value
+            tensors[f"{stem}.{name.removeprefix('module.')}"] = value
     return tensors
 
 
