@@ -9,7 +9,7 @@ from conftest import tiny
 from reference_llama import ReferenceLlama, allowed_mask
 
 from vla_pruner_ros.errors import SettingsError
-from vla_pruner_ros.model.modeling import PruneSpec
+from vla_pruner_ros.model.interface import PruneSpec
 from vla_pruner_ros.model.tokenizer import encode_prompt
 from vla_pruner_ros.pruning import TemporalState, build_pruner
 

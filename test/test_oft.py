@@ -22,7 +22,7 @@ from PIL import Image
 from reference_llama import ReferenceLlama
 
 from vla_pruner_ros.model import CheckpointError, load_model, save_checkpoint
-from vla_pruner_ros.model.modeling import PruneSpec
+from vla_pruner_ros.model.interface import PruneSpec
 from vla_pruner_ros.model.vision import preprocess_images
 from vla_pruner_ros.policy import Observation, PolicyConfig, VLAPolicy
 from vla_pruner_ros.pruning import build_pruner

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vla_pruner_ros.model import preset
-from vla_pruner_ros.model.modeling import Layout, SelectionInput
+from vla_pruner_ros.model.interface import Layout, SelectionInput
 from vla_pruner_ros.pruning import TemporalState, TickContext, build_pruner
 from vla_pruner_ros.pruning.hybrid import deadline_ratio
 from vla_pruner_ros.pruning.scores import (

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..model import load_model
-from ..model.modeling import SelectionInput
+from ..model.interface import SelectionInput
 from ..policy import Observation, VLAPolicy
 from ..progress import Progress
 from ..pruning import METHOD_CONFIGS, Pruner, build_pruner

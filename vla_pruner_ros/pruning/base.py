@@ -20,8 +20,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..model.config import VLAConfig
-from ..model.modeling import Prediction, PruneSpec, SelectionInput
+from ..model.interface import ModelSpec, Prediction, PruneSpec, SelectionInput
 from .config import PrunerConfig
 from .errors import PrunerConfigError
 from .state import TemporalState
@@ -31,7 +30,7 @@ from .state import TemporalState
 class TickContext:
     """What one tick's selection may use besides the model's tensors."""
 
-    model_config: VLAConfig
+    model_config: ModelSpec
     state: TemporalState
     images: list[np.ndarray] | None
     keep_ratio: float
@@ -83,7 +82,7 @@ class Pruner(abc.ABC):
         """The keep ratio before the forward pass (methods with a schedule or warm-up override this)."""
         return float(self.config.keep_ratio)
 
-    def action_layer(self, model_config: VLAConfig) -> int | None:
+    def action_layer(self, model_config: ModelSpec) -> int | None:
         """Layer whose action-query attention the method wants after the tick; None = not needed."""
         return None
 
@@ -108,14 +107,14 @@ class Pruner(abc.ABC):
         state.tick += 1
 
     # ---- per tick ---------------------------------------------------------------------------------
-    def validate(self, model_config: VLAConfig) -> None:
+    def validate(self, model_config: ModelSpec) -> None:
         """Check the configuration against a model (layers in range)."""
         if self.config.layer >= model_config.num_layers:
             raise PrunerConfigError(
                 f"layer={self.config.layer} must be below the model's {model_config.num_layers} decoder layers")
         self.action_layer(model_config)
 
-    def prune_spec(self, model_config: VLAConfig, state: TemporalState,
+    def prune_spec(self, model_config: ModelSpec, state: TemporalState,
                    images: list[np.ndarray] | None = None, warmup: bool = False) -> PruneSpec | None:
         """The pruning of the coming forward pass, or None to run the model unpruned. ``warmup``: keep
         every token this tick (the policy's warm-up, the same for every method); the method still

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..model.modeling import Prediction, SelectionInput
+from ..model.interface import Prediction, SelectionInput
 from .base import CameraInput, TickContext, as_index, budget
 from .config import HybridConfig
 from .interaction import anchors, image_priors, update_interaction

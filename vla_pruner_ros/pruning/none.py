@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..model.config import VLAConfig
-from ..model.modeling import PruneSpec
+from ..model.interface import ModelSpec, PruneSpec
 from .base import CameraInput, Pruner, TickContext
 from .config import NoneConfig
 from .state import TemporalState
@@ -16,10 +15,10 @@ class NonePruner(Pruner):
     name = "none"
     config_class = NoneConfig
 
-    def validate(self, model_config: VLAConfig) -> None:
+    def validate(self, model_config: ModelSpec) -> None:
         """Nothing to check: the unpruned model runs on any depth."""
 
-    def prune_spec(self, model_config: VLAConfig, state: TemporalState,
+    def prune_spec(self, model_config: ModelSpec, state: TemporalState,
                    images: list[np.ndarray] | None = None, warmup: bool = False) -> PruneSpec | None:
         state.keep_ratio = 1.0
         return None

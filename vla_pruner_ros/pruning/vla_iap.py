@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..model.modeling import SelectionInput
+from ..model.interface import SelectionInput
 from .base import CameraInput, Pruner, TickContext, as_index
 from .config import VLAIAPConfig
 from .interaction import anchors, image_priors, semantic_prior, update_interaction

@@ -23,8 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..model.config import VLAConfig
-from ..model.modeling import Prediction
+from ..model.interface import ModelSpec, Prediction
 from .base import CameraInput, Pruner, TickContext, as_index
 from .config import VLAPrunerConfig
 from .errors import PrunerConfigError
@@ -40,7 +39,7 @@ class VLAPrunerPruner(Pruner):
     def query(self) -> str:  # type: ignore[override]
         return self.config.semantic_query
 
-    def action_layer(self, model_config: VLAConfig) -> int:
+    def action_layer(self, model_config: ModelSpec) -> int:
         layer = self.config.action_layer
         if layer is None:
             return (model_config.num_layers - 1) // 2
