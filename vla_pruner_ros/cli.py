@@ -35,11 +35,17 @@ HEAD_NAMES = {"chunk": "chunk (this project's L1 regression head, parallel decod
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .model import PRESET_NAMES, VLAConfig, build_model, build_preset, resolve_model_path
+    from .model import PI0_PRESETS, PRESET_NAMES, VLAConfig, build_model, build_preset, resolve_model_path
     from .model.checkpoint import INDEX_FILE, export_state_dict
     from .model.oft import is_oft_dir, read_side_tensors
+    from .model.pi0_files import is_pi0_dir
 
     path = Path(resolve_model_path(args.checkpoint))
+    if args.checkpoint in PI0_PRESETS or is_pi0_dir(path):
+        from .model.pi0 import describe_pi0
+
+        info, complete = describe_pi0(path if path.is_dir() else args.checkpoint)
+        return _print_info(info, complete, path, args.json)
     if path.is_dir():
         overrides = {"head": args.head, "chunk_len": 8} if args.head == "chunk" else {}
         cfg = VLAConfig.from_dir(path, **overrides)
@@ -82,17 +88,21 @@ def cmd_info(args: argparse.Namespace) -> int:
         "norm_stats_keys": sorted(cfg.norm_stats),
         "tensors_missing": missing, "tensors_unexpected": unexpected,
     }
-    complete = not (missing or unexpected)
-    if args.json:
+    return _print_info(info, not (missing or unexpected), path, args.json)
+
+
+def _print_info(info: dict, complete: bool, path: Path, as_json: bool) -> int:
+    if as_json:
         print(json.dumps(info, indent=2))
         return 0 if complete else 1
     for key, value in info.items():
         if key == "norm_stats_keys":
             print(f"{'norm_stats keys':<20} {len(value)}: {', '.join(value)}")
-        elif key in ("tensors_missing", "tensors_unexpected"):
+        elif key in ("tensors_missing", "tensors_unexpected", "tensors_misshaped"):
             if value:
-                what = ("missing from the index (and side files)" if key == "tensors_missing"
-                        else "in the checkpoint files, not in the model")
+                what = {"tensors_missing": "missing from the index (and side files)",
+                        "tensors_unexpected": "in the checkpoint files, not in the model",
+                        "tensors_misshaped": "in another shape than the config implies"}[key]
                 print(f"{key:<20} {len(value)} {what}: {', '.join(value)}")
         elif isinstance(value, dict):
             print(f"{key:<20} " + ", ".join(f"{k}={v}" for k, v in value.items()))
@@ -101,8 +111,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         elif value is not None:
             print(f"{key:<20} {value}")
     if not complete:
-        print(f"vla-pruner info: {path} does not hold the tensors its config implies ({len(missing)} missing, "
-              f"{len(unexpected)} unexpected); it will not load", file=sys.stderr)
+        counts = ", ".join(f"{len(info.get(key) or [])} {key.split('_')[1]}" for key in
+                           ("tensors_missing", "tensors_unexpected", "tensors_misshaped") if key in info)
+        print(f"vla-pruner info: {path} does not hold the tensors its config implies ({counts}); it will not load",
+              file=sys.stderr)
     return 0 if complete else 1
 
 
@@ -460,9 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("bench", help="tick latency per pruning method and keep ratio, side by side")
-    p.add_argument("--model", default="small", help="preset (tiny, small, openvla-7b) or checkpoint dir")
+    p.add_argument("--model", default="small",
+                   help="preset (tiny, small, openvla-7b, pi0-tiny, pi0) or checkpoint dir (OpenVLA family or pi0)")
     p.add_argument("--head", choices=["tokens", "chunk", "oft"], default="chunk",
-                   help="a preset's head (oft: OpenVLA-OFT's head and sequence); a checkpoint has its own")
+                   help="an OpenVLA preset's head (oft: OpenVLA-OFT's head and sequence); a checkpoint has its own, "
+                        "pi0 has no other")
     p.add_argument("--methods", type=_names, default=("none", "random", "fastv"))
     p.add_argument("--keep", type=_floats, default=(1.0, 0.5, 0.25, 0.125))
     p.add_argument("--ticks", type=int, default=15, help="measured rounds per configuration")

@@ -13,12 +13,14 @@ def load_settings_model(settings: NodeSettings):
     """(model, tokenizer) of ``model.*`` (local files or a preset; no download)."""
     import torch
 
-    from .model import PRESET_NAMES, load_model
+    from .model import OPENVLA_PRESETS, load_model, takes_any_camera_count
 
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[settings.model.dtype]
-    head = settings.model.head or ("chunk" if settings.model.path in PRESET_NAMES else None)
+    head = settings.model.head or ("chunk" if settings.model.path in OPENVLA_PRESETS else None)
     overrides = {key: getattr(settings.model, key) for key in ("chunk_len", "num_cameras")
                  if getattr(settings.model, key)}
+    if "num_cameras" not in overrides and takes_any_camera_count(settings.model.path):
+        overrides["num_cameras"] = 2 if settings.camera.wrist else 1  # pi0: the cameras this node feeds
     return load_model(settings.model.path, head=head, device=settings.model.device, dtype=dtype, **overrides)
 
 

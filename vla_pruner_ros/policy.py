@@ -18,11 +18,8 @@ import numpy as np
 import torch
 
 from .errors import InputError, NonFiniteActionError, SettingsError
-from .model.actions import ActionNormalizer, normalize_bounds, normalize_masked, stat_bounds
-from .model.flops import llm_flops
-from .model.modeling import VLAModel
-from .model.tokenizer import encode_prompt
-from .model.vision import preprocess_images
+from .model.actions import ActionNormalizer, normalize_bounds, normalize_masked, stat_bounds, stat_mean_std
+from .model.family import FamilyModel
 from .pruning import Pruner, build_pruner
 from .settings import DEFAULT_ACTION_NAMES
 
@@ -78,6 +75,8 @@ class PolicyConfig:
         use_cache: KV-cached decoding for the tokens head.
         warmup_ticks: the first ticks of each episode run unpruned, whatever the method (0: every
             tick spends the method's budget). A policy setting, so every method gets the same.
+        seed: seeds the generator of a sampling model's noise (pi0's flow matching), reseeded at every
+            episode start, so an episode replays identically.
     """
 
     unnorm_key: str | None = None
@@ -85,6 +84,7 @@ class PolicyConfig:
     dt: float = 0.2
     use_cache: bool = True
     warmup_ticks: int = 0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.dt, (int, float)) and self.dt > 0 and math.isfinite(self.dt)):
@@ -96,7 +96,7 @@ class PolicyConfig:
 class VLAPolicy:
     """A pruned VLA with its temporal state; one ``step`` per control tick."""
 
-    def __init__(self, model: VLAModel, tokenizer, pruner: Pruner | None = None,
+    def __init__(self, model: FamilyModel, tokenizer, pruner: Pruner | None = None,
                  config: PolicyConfig | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -112,16 +112,23 @@ class VLAPolicy:
         self._normalize_proprio = self._proprio_normalizer(mcfg.norm_stats[self.normalizer.key].get("proprio"))
         self._instruction: str | None = None
         self._input_ids: torch.Tensor | None = None
+        self.generator = torch.Generator().manual_seed(self.config.seed)
         self.state = self.pruner.new_state()
         self.pruner.validate(mcfg)  # a bad pruning layer fails now, not at the first tick
 
 
     def _proprio_normalizer(self, stats: dict | None) -> Callable[[np.ndarray], np.ndarray] | None:
-        """How raw proprio maps to the model's input: OFT's formula on its required statistics for an OFT
-        head; else this project's floored q01/q99 bounds where the statistics have them; else unchanged."""
+        """How raw proprio maps to the model's input: pi0's mean/std; OFT's formula on its required statistics
+        for an OFT head; else this project's floored q01/q99 bounds where the statistics have them; else
+        unchanged."""
         mcfg = self.model.config
+        where = f"norm_stats[{self.normalizer.key!r}].proprio"
+        if mcfg.norm_type == "mean_std":
+            mean, std = stat_mean_std(stats, where)
+            if len(mean) != mcfg.proprio_dim:
+                raise SettingsError(f"{where} has {len(mean)} dimensions; the model takes {mcfg.proprio_dim}")
+            return lambda x: (np.asarray(x, dtype=np.float64) - mean) / (std + mcfg.norm_eps)
         if mcfg.head == "oft" and mcfg.proprio_dim:
-            where = f"norm_stats[{self.normalizer.key!r}].proprio"
             low, high, mask = stat_bounds(stats, mcfg.norm_type, where)
             if len(low) != mcfg.proprio_dim:
                 raise SettingsError(f"{where} has {len(low)} dimensions; the model's proprio projector takes "
@@ -137,8 +144,10 @@ class VLAPolicy:
         return self._instruction
 
     def reset(self) -> None:
-        """Start a new episode: clears the pruner's temporal state (the instruction stays set)."""
+        """Start a new episode: clears the pruner's temporal state and reseeds the noise generator (the
+        instruction stays set)."""
         self.state.reset(self._instruction)
+        self.generator.manual_seed(self.config.seed)
 
     def state_dict(self) -> dict[str, Any]:
         """A JSON-friendly snapshot of the temporal state (see ``TemporalState.snapshot``)."""
@@ -183,10 +192,7 @@ class VLAPolicy:
         if instruction != self._instruction:
             self._instruction = instruction
             self.reset()
-            # as OpenVLA builds it: lower-cased, punctuation kept ("Put the carrot on the plate." keeps its ".")
-            prompt = self.model.config.prompt_template.format(instruction=instruction.lower())
-            ids = encode_prompt(self.tokenizer, prompt, self.model.config.prompt_suffix_token_id)
-            self._input_ids = torch.tensor([ids], dtype=torch.long)
+            self._input_ids = torch.tensor([self.model.prompt_ids(self.tokenizer, instruction)], dtype=torch.long)
 
     def _proprio_tensor(self, proprio: np.ndarray | None) -> torch.Tensor | None:
         if not self.model.config.proprio_dim:
@@ -194,7 +200,7 @@ class VLAPolicy:
         p = np.asarray(proprio, dtype=np.float64)
         if self._normalize_proprio is not None:
             p = self._normalize_proprio(p)
-        return torch.from_numpy(p).float().unsqueeze(0)
+        return self.model.proprio_input(p)
 
     @torch.inference_mode()
     def step(self, obs: Observation) -> ActionChunk:
@@ -204,12 +210,12 @@ class VLAPolicy:
         self._set_instruction(obs.instruction)
         mcfg = self.model.config
         images = [np.asarray(im) for im in obs.images]
-        pixel_values = preprocess_images(images, mcfg).unsqueeze(0)  # (1, cams, 6, S, S)
+        pixel_values = self.model.preprocess(images)  # (1, cams, C, S, S)
         t_prepare = time.perf_counter()
         spec = self.pruner.prune_spec(mcfg, self.state, images, warmup=self.state.tick < self.config.warmup_ticks)
         prepare_s = time.perf_counter() - t_prepare
         pred = self.model.predict(pixel_values, self._input_ids, self._proprio_tensor(obs.proprio), spec,
-                                  use_cache=self.config.use_cache)
+                                  use_cache=self.config.use_cache, generator=self.generator)
         normalized = pred.actions[0].float().cpu().numpy().astype(np.float64)  # (T, A)
         if not np.all(np.isfinite(normalized)):
             raise NonFiniteActionError(f"the model produced non-finite actions at tick {self.state.tick}: "
@@ -225,13 +231,8 @@ class VLAPolicy:
             kept_tokens = [keep[(keep >= c * per_cam) & (keep < (c + 1) * per_cam)] - c * per_cam
                            for c in range(mcfg.num_cameras)]
             kept = [len(k) for k in kept_tokens]
-        seq_len = int(self._input_ids.shape[1]) + mcfg.num_visual_tokens + mcfg.num_tail_rows + (
-            1 if mcfg.proprio_dim else 0)
-        kept_len = seq_len - mcfg.num_visual_tokens + sum(kept)
         k = self.pruner.config.layer if pred.visual_keep is not None else mcfg.num_layers
-        steps = mcfg.action_dim - 1 if mcfg.head == "tokens" else 0
-        flops = llm_flops(mcfg, seq_len, kept_len, k, steps)
-        full = llm_flops(mcfg, seq_len, seq_len, mcfg.num_layers, steps)
+        flops, full = self.model.tick_flops(int(self._input_ids.shape[1]), sum(kept), k)
         latency = {name: 1000.0 * sec for name, sec in pred.timings.items()}
         t_observe = time.perf_counter()
         self.pruner.observe(pred, self.state, 1000.0 * (t_observe - t_start))

@@ -109,13 +109,15 @@ class NodeSettings:
 DESCRIPTIONS: dict[str, str] = {
     "model.path": "checkpoint directory, 'embedded' (the shipped simulator-trained model), or a preset name "
                   "(tiny, small, openvla-7b) with random weights",
-    "model.head": "tokens (OpenVLA) or chunk (OFT-style); empty = the checkpoint's own (presets: chunk)",
+    "model.head": "tokens (OpenVLA) or chunk (OFT-style); empty = the checkpoint's own (OpenVLA presets: chunk; "
+                  "pi0 has no other)",
     "model.device": "torch device: cpu, cuda, cuda:1, ...",
     "model.dtype": "float32, bfloat16 or float16",
     "model.unnorm_key": "dataset key of the checkpoint's norm_stats; empty = its only key",
     "model.chunk_len": "steps per action chunk, for an OpenVLA-OFT directory whose statistics name no platform OFT "
                        "knows (LIBERO 8, ALOHA 25, Bridge 5); 0 = the checkpoint's",
-    "model.num_cameras": "images the model takes, for such an OpenVLA-OFT directory; 0 = the checkpoint's",
+    "model.num_cameras": "images the model takes, for such an OpenVLA-OFT directory; 0 = the checkpoint's (pi0: "
+                         "the cameras this node feeds)",
     "action_names": "one name per action dimension (published as joint_names)",
     "camera.compressed": "subscribe to sensor_msgs/CompressedImage (jpeg/png) instead of sensor_msgs/Image",
     "camera.wrist": "also subscribe to a second (wrist) camera on 'wrist_image'",

@@ -158,8 +158,10 @@ def _proprio(cfg) -> np.ndarray | None:
 
 
 def _load(model: str, head: str, device: torch.device, dtype: torch.dtype, num_cameras: int, proprio_dim: int = 0):
-    from ..model import PRESET_NAMES, build_preset
+    from ..model import PRESET_NAMES, build_preset, takes_any_camera_count
 
+    if takes_any_camera_count(model):  # pi0: no head to choose, as many cameras as asked
+        return load_model(model, device=device, dtype=dtype, num_cameras=num_cameras)
     if model in PRESET_NAMES:
         return build_preset(model, head=head, num_cameras=num_cameras, proprio_dim=proprio_dim, device=device,
                             dtype=dtype)

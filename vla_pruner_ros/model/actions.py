@@ -72,15 +72,32 @@ def stat_bounds(stats: dict[str, Any], norm_type: str, where: str) -> tuple[np.n
     return low, high, mask
 
 
+def stat_mean_std(stats: dict[str, Any], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of one statistics entry (``mean_std``: pi0's and LeRobot's normalisation)."""
+    if not stats or "mean" not in stats or "std" not in stats:
+        raise UnnormKeyError(f"{where} has no mean/std statistics (norm_type='mean_std')")
+    mean, std = np.asarray(stats["mean"], dtype=np.float64), np.asarray(stats["std"], dtype=np.float64)
+    if len(mean) != len(std):
+        raise UnnormKeyError(f"{where}: mean and std differ in length ({len(mean)}, {len(std)})")
+    return mean, std
+
+
 class ActionNormalizer:
     """OpenVLA's bounds normalisation: ``a = 0.5 (x + 1)(high - low + eps) + low`` where ``mask``, else
-    ``a = x``; low/high are q01/q99 (``bounds_q99``) or min/max (``bounds``); OFT adds eps = 1e-8."""
+    ``a = x``; low/high are q01/q99 (``bounds_q99``) or min/max (``bounds``); OFT adds eps = 1e-8.
+    ``mean_std`` (pi0): ``a = x (std + eps) + mean``, the inverse of PI0Processor's normalisation."""
 
     def __init__(self, norm_stats: dict[str, Any], unnorm_key: str | None, action_dim: int,
                  norm_type: str = "bounds_q99", eps: float = 0.0) -> None:
         self.key = resolve_unnorm_key(norm_stats, unnorm_key)
-        self.low, self.high, self.mask = stat_bounds(norm_stats[self.key].get("action"), norm_type,
-                                                     f"norm_stats[{self.key!r}].action")
+        where = f"norm_stats[{self.key!r}].action"
+        if norm_type == "mean_std":
+            mean, std = stat_mean_std(norm_stats[self.key].get("action"), where)
+            # as bounds: x = -1 maps to mean - std - eps, x = 1 to mean + std + eps
+            self.low, self.high, self.mask = mean - std - eps, mean + std + eps, np.ones(len(mean), dtype=bool)
+            eps = 0.0
+        else:
+            self.low, self.high, self.mask = stat_bounds(norm_stats[self.key].get("action"), norm_type, where)
         self.eps = eps
         if len(self.low) != action_dim:
             raise UnnormKeyError(

@@ -31,6 +31,7 @@ from .actions import ActionTokenizer
 from .attention import ATTN_IMPLEMENTATION, attention_rows
 from .config import VLAConfig
 from .errors import ConfigError
+from .flops import llm_flops
 from .heads import ProprioProjector, build_action_head
 from .interface import (
     CACHE_KWARG,
@@ -42,7 +43,8 @@ from .interface import (
     run_pruned_layers,
     to_visual,
 )
-from .vision import FusedVisionBackbone
+from .tokenizer import encode_prompt
+from .vision import FusedVisionBackbone, preprocess_images
 
 
 class Projector(nn.Module):
@@ -89,6 +91,28 @@ class VLAModel(nn.Module):
     @property
     def layers(self) -> nn.ModuleList:
         return self.language_model.model.layers
+
+    # ---- family interface (family.py) -------------------------------------------------------------
+    def prompt_ids(self, tokenizer, instruction: str) -> list[int]:
+        """As OpenVLA builds the prompt: the instruction lower-cased, punctuation kept."""
+        prompt = self.config.prompt_template.format(instruction=instruction.lower())
+        return encode_prompt(tokenizer, prompt, self.config.prompt_suffix_token_id)
+
+    def preprocess(self, images: list) -> torch.Tensor:
+        """RGB frames -> pixel_values (1, cams, 6, S, S)."""
+        return preprocess_images(images, self.config).unsqueeze(0)
+
+    def proprio_input(self, normalized) -> torch.Tensor:
+        return torch.as_tensor(normalized, dtype=torch.float32).unsqueeze(0)
+
+    def tick_flops(self, prompt_len: int, kept_visual: int, prune_layer: int) -> tuple[float, float]:
+        """(this tick's, unpruned) LLM FLOPs for a prompt of ``prompt_len`` ids (BOS included)."""
+        cfg = self.config
+        seq_len = prompt_len + cfg.num_visual_tokens + cfg.num_tail_rows + (1 if cfg.proprio_dim else 0)
+        kept_len = seq_len - cfg.num_visual_tokens + kept_visual
+        steps = cfg.action_dim - 1 if cfg.head == "tokens" else 0
+        return (llm_flops(cfg, seq_len, kept_len, prune_layer, steps),
+                llm_flops(cfg, seq_len, seq_len, cfg.num_layers, steps))
 
     # ---- inputs ---------------------------------------------------------------------------------
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -177,8 +201,10 @@ class VLAModel(nn.Module):
 
     # ---- prediction -----------------------------------------------------------------------------
     def predict(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, proprio: torch.Tensor | None = None,
-                prune: PruneSpec | None = None, use_cache: bool = True) -> Prediction:
-        """One control tick's forward: normalised actions (B, chunk_len, action_dim)."""
+                prune: PruneSpec | None = None, use_cache: bool = True, generator: torch.Generator | None = None
+                ) -> Prediction:
+        """One control tick's forward: normalised actions (B, chunk_len, action_dim). Deterministic: the
+        ``generator`` of the family interface is not used."""
         timings: dict[str, float] = {}
         device = self.device
         t0 = time.perf_counter()

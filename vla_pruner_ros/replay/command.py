@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SettingsError
 from ..factory import load_settings_model
+from ..model import takes_any_camera_count
 from ..progress import Progress
 from ..settings import NodeSettings, load_param_file, settings_from_flat
 from .bag import IMAGE_TYPES, POSE_TYPE, STRING_TYPE, TRAJECTORY_TYPE, Bag, BagError
@@ -94,6 +96,9 @@ def run_replay(args: ReplayArgs) -> dict:
         qos = {t: bag.topics[t].qos for t in topics}
     inp = ReplayInput(messages, image_topic, instruction_topic, args.instruction, pose_topic, args.episode_gap,
                       settings.camera.size_change, wrist_topic)
+    if takes_any_camera_count(settings.model.path) and not settings.model.num_cameras:  # pi0: the bag's cameras
+        settings = dataclasses.replace(settings, camera=dataclasses.replace(settings.camera,
+                                                                            wrist=wrist_topic is not None))
     model, tokenizer = load_settings_model(settings)
     runs: dict[str, MethodRun] = {}
     for method in methods:
