@@ -96,21 +96,24 @@ def test_info_names_the_tensors_a_checkpoints_index_lacks(tmp_path, capsys):
     assert data["tensors_missing"] == [dropped] and data["tensors_unexpected"] == ["projector.extra.weight"]
 
 
-def test_bench_papers_dry_run_writes_both_suites(tmp_path, capsys):
-    """The GPU benchmark's plumbing on the tiny preset and the CPU: both model shapes, every method and keep."""
+def test_bench_papers_dry_run_writes_every_suite(tmp_path, capsys):
+    """The GPU benchmark's plumbing on the tiny presets and the CPU: every model shape, method and keep."""
     out = tmp_path / "papers"
     assert main(["bench-papers", "--model", "tiny", "--device", "cpu", "--dtype", "float32", "--ticks", "1",
                  "--warmup", "1", "--out", str(out), "--quiet"]) == 0
     tokens = json.loads((out / "openvla_tokens.json").read_text())
     chunk = json.loads((out / "oft.json").read_text())
+    pi0 = json.loads((out / "pi0.json").read_text())
     assert tokens["meta"]["head"] == "tokens" and tokens["meta"]["num_cameras"] == 1
     assert chunk["meta"]["head"] == "oft" and chunk["meta"]["num_cameras"] == 2 and chunk["meta"]["proprio_dim"] == 8
-    for data in (tokens, chunk):
+    assert pi0["meta"]["head"] == "pi0" and pi0["meta"]["num_cameras"] == 3 and pi0["meta"]["model"] == "pi0-tiny"
+    for data in (tokens, chunk, pi0):
         pairs = {(r["method"], r["keep"]) for r in data["records"]}
         assert pairs == {("none", 1.0)} | {(m, k) for m in ("random", "fastv", "divprune", "vla_pruner", "vla_iap",
                                                               "hybrid") for k in (1.0, 0.5, 0.25, 0.125)}
     md = (out / "bench_papers.md").read_text()
-    assert md.count("| method | keep |") == 2 and "dry run on the tiny preset" in md and "236 -> 129 ms" in md
+    assert md.count("| method | keep |") == 3 and "dry run on the tiny preset" in md and "236 -> 129 ms" in md
+    assert "dry run on the pi0-tiny preset" in md and "1.73x at 25%" in md
 
 
 def test_bench_papers_without_cuda_is_one_line():

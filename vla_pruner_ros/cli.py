@@ -492,10 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("bench-papers", help="GPU: OpenVLA-7B (tokens head) and OpenVLA-OFT-7B's shape (chunk head, "
-                                            "2 cameras, proprio) in bf16, every method, keep 1/0.5/0.25/0.125")
+    p = sub.add_parser("bench-papers", help="GPU: OpenVLA-7B (tokens head), OpenVLA-OFT-7B (OFT's head, 2 cameras, "
+                                            "proprio) and pi0 (3 cameras, state, 10 steps) in bf16, every method, "
+                                            "keep 1/0.5/0.25/0.125")
     p.add_argument("--out", default="out/bench_papers", metavar="DIR", help="where the JSON and Markdown go")
-    p.add_argument("--model", default="openvla-7b", help="preset to time (openvla-7b; tiny for a dry run)")
+    p.add_argument("--model", default="openvla-7b",
+                   help="openvla-7b: the real sizes; tiny: a dry run (tiny and pi0-tiny presets)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="bfloat16")
     p.add_argument("--ticks", type=int, default=10, help="measured rounds per configuration")

@@ -2,8 +2,7 @@
 
 The modules are transformers' (PaliGemma: SigLIP + Gemma for the prefix of images and prompt; a Gemma action
 expert; the action/time embedding and output projection). This module drives them with its own layer loops,
-as ``PI0ForConditionalGeneration.sample_actions`` does, so that pruning can happen inside (docs: the pi0
-section of ARCHITECTURE.md):
+as ``PI0ForConditionalGeneration.sample_actions`` does, so that pruning can happen inside (README, "pi0"):
 
 - prefix ``[image tokens per camera | <bos> prompt "\\n"]``, bidirectional, positions 0..T-1 (as
   ``sample_actions`` with the processor's attention mask); after layer K the visual rows of the pruned cameras
