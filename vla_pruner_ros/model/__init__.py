@@ -26,7 +26,8 @@ def __getattr__(name: str) -> Any:  # the torch-side names, imported on first us
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 OPENVLA_PRESETS = (*PRESETS, "openvla-7b")
-PI0_PRESETS = ("pi0-tiny", "pi0")  # transformers' PI0: small random weights for tests; the published sizes
+PI0_PRESETS = ("pi0-tiny", "pi0-small", "pi0")  # transformers' PI0 with random weights: tests, CPU benchmarks, the
+# published sizes
 PRESET_NAMES = (*OPENVLA_PRESETS, *PI0_PRESETS)
 EMBEDDED = "embedded"  # the model trained on the simulator and shipped in the package
 EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "models" / "sim_tabletop"

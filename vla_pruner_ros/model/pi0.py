@@ -359,19 +359,30 @@ PI0_TINY = {  # a few layers of each part, 56 px images (16 tokens per camera); 
                 num_key_value_heads=1, head_dim=16),
     "chunk_size": 10, "max_state_dim": 32, "max_action_dim": 32, "num_inference_steps": 4,
 }
+PI0_SMALL = {  # pi0's proportions at CPU scale: 18 layers, 256 visual tokens per camera, the chunk and steps of
+    # pi0_base; a narrow VLM (MLP 8x as Gemma 2B's) and a narrower expert; for CPU benchmarks
+    "vlm": dict(hidden_size=256, num_hidden_layers=18, intermediate_size=2048, num_attention_heads=4,
+                num_key_value_heads=1, head_dim=64),
+    "vision": dict(hidden_size=192, intermediate_size=768, patch_size=14, image_size=224, num_hidden_layers=6,
+                   num_attention_heads=3),
+    "dit": dict(hidden_size=128, num_hidden_layers=18, intermediate_size=512, num_attention_heads=4,
+                num_key_value_heads=1, head_dim=64),
+    "chunk_size": 50, "max_state_dim": 32, "max_action_dim": 32, "num_inference_steps": 10,
+}
 
 
 def pi0_config(name: str, vocab_size: int, image_token_id: int):
-    """transformers' PI0Config for a preset: ``pi0-tiny`` or ``pi0`` (the published sizes)."""
+    """transformers' PI0Config for a preset: ``pi0-tiny``, ``pi0-small`` or ``pi0`` (the published sizes)."""
     from transformers import PI0Config
 
     if name == "pi0":
         config = PI0Config()
         config.vlm_config.text_config.vocab_size = max(vocab_size, config.vlm_config.text_config.vocab_size)
         return config
-    if name != "pi0-tiny":
-        raise ConfigError(f"unknown pi0 preset {name!r}; expected 'pi0-tiny' or 'pi0'")
-    p = PI0_TINY
+    sizes = {"pi0-tiny": PI0_TINY, "pi0-small": PI0_SMALL}
+    if name not in sizes:
+        raise ConfigError(f"unknown pi0 preset {name!r}; expected one of {[*sizes, 'pi0']}")
+    p = sizes[name]
     return PI0Config(
         vlm_config={"model_type": "paligemma",
                     "text_config": {"model_type": "gemma", **p["vlm"], "vocab_size": vocab_size},
