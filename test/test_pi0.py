@@ -172,6 +172,20 @@ def test_every_method_runs_on_pi0_at_its_budget(method):
     np.testing.assert_array_equal(again.actions, chunks[0].actions)
 
 
+@pytest.mark.parametrize("method", METHODS[1:])
+def test_keep_all_reproduces_the_unpruned_actions_for_every_method(pi0_dir, method):
+    model, tokenizer = load_model(pi0_dir, num_cameras=2)
+    frames = _frames(2)
+
+    def run(name: str, **params) -> list[np.ndarray]:
+        policy = VLAPolicy(model, tokenizer, build_pruner(name, **params), PolicyConfig(action_names=NAMES))
+        return [policy.step(Observation(frames, "pick up the cube", np.full(8, 0.1), float(t))).actions
+                for t in range(2)]
+
+    for ours, unpruned in zip(run(method, keep_ratio=1.0), run("none"), strict=True):
+        np.testing.assert_array_equal(ours, unpruned)
+
+
 def test_vla_pruner_reads_the_experts_action_attention_averaged_over_steps(pi0_dir):
     model, tokenizer = load_model(pi0_dir, num_cameras=1)
     pruner = build_pruner("vla_pruner", keep_ratio=0.5, layer=1)
