@@ -2,7 +2,7 @@
 
 Every decoder layer runs SDPA. Where a pruning method needs attention probabilities, they are
 computed for just the needed query rows against the layer's full key set: ``softmax(q k^T /
-sqrt(d_h))`` with q and k after RoPE, averaged over heads (ALGORITHMS.md, mechanics 1). When the
+sqrt(d_h))`` with q and k after RoPE, averaged over heads (docs/PRUNING.md, "Shared mechanics"). When the
 layer runs on the same tokens anyway, they come from inside it: the LLM's attention implementation
 ``sdpa_rows`` is transformers' SDPA plus, for a layer asked with ``RowRequest``, those rows from the
 query and key states the layer has just projected (no second projection). Where the rows are needed

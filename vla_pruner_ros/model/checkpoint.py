@@ -3,7 +3,7 @@
 A directory holds ``config.json``, tokenizer files, and ``model-0000i-of-0000n.safetensors`` shards
 with ``model.safetensors.index.json`` (or a single ``model.safetensors``); a published OpenVLA-OFT
 directory adds its head and proprio projector as side files (``oft.py``). The vision towers are
-stored as timm names (OPENVLA_LAYOUT.md); they are mapped onto the transformers modules here:
+stored as timm names (docs/CHECKPOINTS.md); they are mapped onto the transformers modules here:
 fused qkv rows split into q/k/v, DINO's position table without its CLS row, SigLIP's attention-pool
 ``q``/``kv`` fused into ``in_proj``. Loading is strict: a missing or unexpected tensor, or a shape
 mismatch, stops with a message naming it.

@@ -35,7 +35,7 @@ NORM_TYPES = ("bounds_q99", "bounds")
 # models trained here before this setting existed were trained with.
 RESIZES = ("pil_bicubic", "cv2_cubic")
 
-# The only fused backbone OpenVLA ships; its tower sizes (OPENVLA_LAYOUT.md sections 1 and 2).
+# The only fused backbone OpenVLA ships; its tower sizes (docs/CHECKPOINTS.md, OpenVLA).
 _OPENVLA_TIMM_IDS = ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"]
 _OPENVLA_DINO = dict(
     hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, mlp_ratio=4, patch_size=14,
@@ -46,7 +46,7 @@ _OPENVLA_SIGLIP = dict(
     hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
     image_size=224, patch_size=14, layer_norm_eps=1e-6, hidden_act="gelu",
 )
-# LlamaConfig defaults that OpenVLA's sparse text_config relies on (OPENVLA_LAYOUT.md section 3).
+# LlamaConfig defaults that OpenVLA's sparse text_config relies on (docs/CHECKPOINTS.md, OpenVLA).
 _LLAMA2_7B = dict(
     hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
     num_key_value_heads=32, max_position_embeddings=2048, rms_norm_eps=1e-6, rope_theta=10000.0,

@@ -1,4 +1,4 @@
-"""LLM FLOPs as the VLA papers count them (ALGORITHMS.md, Notation).
+"""LLM FLOPs as the VLA papers count them (docs/PRUNING.md, FLOPs).
 
 Per decoder layer, a prefill over n tokens costs ``C(n) = 4 n d^2 + 2 n^2 d + 3 n d m`` (width d, MLP
 width m). A cached decoding step with a KV length of s costs ``4 d^2 + 2 s d + 3 d m``.
