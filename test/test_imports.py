@@ -25,3 +25,32 @@ def test_pruning_methods_and_the_policy_import_no_model_family():
             "print(bad); sys.exit(bool(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _imports(path) -> set[str]:
+    """Modules a source file imports, resolved to absolute package names."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    package = ".".join(path.relative_to(path.parents[2]).with_suffix("").parts[:-1])
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            names.add(f"{base}.{node.module}" if base and node.module else base or node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_sim_and_train_do_not_import_each_other():
+    """The simulator and training share the episode topics and the vocabulary through their own modules
+    (episode_topics.py, sim_vocabulary.py), not through each other."""
+    from pathlib import Path
+
+    pkg = Path(__file__).resolve().parents[1] / "vla_pruner_ros"
+    for here, other in (("sim", "train"), ("train", "sim")):
+        for path in sorted((pkg / here).glob("*.py")):
+            bad = sorted(m for m in _imports(path) if m == f"vla_pruner_ros.{other}" or
+                         m.startswith(f"vla_pruner_ros.{other}."))
+            assert not bad, f"{path.name} in {here}/ imports {bad}"

@@ -8,11 +8,12 @@ OpenVLA-OFT's as published (``oft``: zeroed placeholder rows and a stop token af
 bidirectional over the whole sequence as OFT's transformers fork computes it, the head reading the final
 hidden rows one before the placeholders, an MLP-ResNet).
 
-Pruning (docs/PRUNING.md, "Shared mechanics"; docs/ARCHITECTURE.md): layers ``0..K-1`` run on the full sequence; at layer K the
-caller's selector picks visual tokens; hidden states are gathered to ``[prefix, kept visual (original
-order), proprio, text, actions]``; each kept token keeps its original RoPE position; layers ``>= K``
-cache only kept tokens; decoding continues in the original position space. The decoder layers are
-transformers' own ``LlamaDecoderLayer`` (SDPA), driven by the loop in ``VLAModel.run_llm``.
+Pruning (docs/PRUNING.md, "Shared mechanics"): layers ``0..K-1`` run on the full sequence; at layer K
+the caller's selector picks visual tokens; hidden states are gathered to ``[prefix, kept visual
+(original order), proprio, text, actions]``; each kept token keeps its original RoPE position; layers
+``>= K`` cache only kept tokens; decoding continues in the original position space. The decoder layers
+are transformers' own ``LlamaDecoderLayer`` (SDPA), driven by ``interface.run_pruned_layers`` (the loop
+pi0 shares).
 
 References read (not copied): openvla/openvla ``modeling_prismatic.py``, moojink/openvla-oft
 ``action_heads.py``, MINT-SJTU/VLA-Pruner ``fastv_forward``.

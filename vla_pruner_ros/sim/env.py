@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import SettingsError
 from ..safety import SafetyConfig, SafetyFilter, matrix_to_quat, quat_to_matrix, rpy_to_matrix
-from .tasks import COLORS, DIRECTIONS, FAMILIES, SHAPES, Task
+from ..sim_vocabulary import COLORS, DIRECTIONS, FAMILIES, SHAPES
+from .tasks import Task
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco

@@ -27,11 +27,11 @@ import numpy as np
 
 from ..factory import build_policy, load_settings_model
 from ..pruning import METHOD_CONFIGS
+from ..sim_vocabulary import FAMILIES
 from .driver import PolicyDriver, sim_settings
 from .env import TabletopEnv
 from .failures import TRACE_COLUMNS
 from .record import choose_tasks
-from .tasks import FAMILIES
 
 
 @dataclass

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SettingsError
+from ..sim_vocabulary import DIRECTIONS
 from .env import TabletopEnv, _half_height
-from .tasks import DIRECTIONS
 
 MAX_STEP = 0.05
 APPROACH_HEIGHT = 0.08  # above the grasp height, where the hand lines up over the object

@@ -22,14 +22,28 @@ from pathlib import Path
 
 import numpy as np
 
+from ..episode_topics import (
+    CAMERA,
+    COMPRESSED,
+    EE_POSE,
+    EPISODE,
+    EXECUTED_ACTION,
+    EXPERT_ACTION,
+    GRIPPER,
+    INSTRUCTION,
+    OBJECT_PREFIX,
+    SCENE_PLATE,
+    SCENE_TARGET,
+    WRIST_CAMERA,
+)
 from ..errors import SettingsError
 from ..replay import writer as W
 from ..settings import DEFAULT_ACTION_NAMES
-from ..train.dataset import EXECUTED_TOPIC, OBJECT_TOPIC
+from ..sim_vocabulary import FAMILIES
 from .driver import T_START, PolicyDriver
 from .env import TabletopEnv
 from .expert import run_episode
-from .tasks import FAMILIES, Task, all_tasks
+from .tasks import Task, all_tasks
 
 FRAME = "table"
 
@@ -82,8 +96,8 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
                    noise: float = 0.0, perturb: float = 0.0, dagger: Dagger | None = None) -> tuple[bool, int]:
     """Roll out the expert on (task, seed) and write the episode bag at ``path``; ``/expert/action``
     holds the expert's own actions, also under ``perturb`` or ``dagger`` (see ``expert.run_episode``)."""
-    image_topic = "/camera/image/compressed" if compressed else "/camera/image"
-    wrist_topic = "/camera/wrist/image/compressed" if compressed else "/camera/wrist/image"
+    image_topic = CAMERA + COMPRESSED if compressed else CAMERA
+    wrist_topic = WRIST_CAMERA + COMPRESSED if compressed else WRIST_CAMERA
     encode = W.compressed_image if compressed else W.image
     info = {"episode": episode, "seed": seed, "task": task.family, "instruction": task.instruction,
             "held_out": task.held_out, "perturb": perturb, "policy": dagger.model if dagger else None,
@@ -104,8 +118,8 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
         def ns(t: float) -> int:
             return int(round(t * 1e9))
 
-        w.write("/episode", W.string(json.dumps(info)), ns(T_START))
-        w.write("/instruction", W.string(task.instruction), ns(T_START))
+        w.write(EPISODE, W.string(json.dumps(info)), ns(T_START))
+        w.write(INSTRUCTION, W.string(task.instruction), ns(T_START))
 
         def on_step(obs, action, _success) -> None:
             t = T_START + steps[0] * env.dt
@@ -113,24 +127,24 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
             for topic, frame, frame_id in cameras:
                 if frame is not None:
                     w.write(topic, encode(frame, t, frame_id=frame_id), ns(t))
-            w.write("/ee_pose", W.pose_stamped(obs.ee_position, obs.ee_orientation, t, FRAME), ns(t))
-            w.write("/gripper", W.float64(obs.gripper), ns(t))
+            w.write(EE_POSE, W.pose_stamped(obs.ee_position, obs.ee_orientation, t, FRAME), ns(t))
+            w.write(GRIPPER, W.float64(obs.gripper), ns(t))
             # Privileged scene state for training's auxiliary loss: the target object and the plate.
-            w.write("/scene/target", W.pose_stamped(env.object_position(env.target.name), IDENTITY, t, FRAME), ns(t))
-            w.write("/scene/plate", W.pose_stamped(np.array([*env.plate[:2], 0.0]), IDENTITY, t, FRAME), ns(t))
+            w.write(SCENE_TARGET, W.pose_stamped(env.object_position(env.target.name), IDENTITY, t, FRAME), ns(t))
+            w.write(SCENE_PLATE, W.pose_stamped(np.array([*env.plate[:2], 0.0]), IDENTITY, t, FRAME), ns(t))
             for o in env.objects:  # every object: what training's counterfactual instructions point at
-                w.write(f"{OBJECT_TOPIC}{o.color}_{o.shape}",
+                w.write(f"{OBJECT_PREFIX}{o.color}_{o.shape}",
                         W.pose_stamped(env.object_position(o.name), IDENTITY, t, FRAME), ns(t))
             if action is not None:
-                w.write("/expert/action", W.joint_trajectory(np.asarray(action)[None], DEFAULT_ACTION_NAMES, env.dt,
+                w.write(EXPERT_ACTION, W.joint_trajectory(np.asarray(action)[None], DEFAULT_ACTION_NAMES, env.dt,
                                                             t, FRAME), ns(t))
                 if drive is not None:
-                    w.write(EXECUTED_TOPIC, W.joint_trajectory(np.asarray(executed[0])[None], DEFAULT_ACTION_NAMES,
+                    w.write(EXECUTED_ACTION, W.joint_trajectory(np.asarray(executed[0])[None], DEFAULT_ACTION_NAMES,
                                                                env.dt, t, FRAME), ns(t))
                 steps[0] += 1
 
         success, n = run_episode(env, task, seed, noise, on_step, perturb, drive)
-        w.write("/episode", W.string(json.dumps({**info, "success": bool(success), "steps": n})),
+        w.write(EPISODE, W.string(json.dumps({**info, "success": bool(success), "steps": n})),
                 ns(T_START + steps[0] * env.dt))
     return success, n
 

@@ -5,15 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import SettingsError
+from ..sim_vocabulary import COLORS, DIRECTIONS, FAMILIES, SHAPES
 
-COLORS: dict[str, tuple[float, float, float]] = {
-    "red": (0.85, 0.12, 0.10), "green": (0.15, 0.70, 0.20), "blue": (0.12, 0.25, 0.85),
-    "yellow": (0.95, 0.85, 0.10), "purple": (0.55, 0.20, 0.70), "orange": (0.95, 0.50, 0.08),
-}
-SHAPES = ("cube", "block", "cylinder")
-DIRECTIONS: dict[str, tuple[float, float]] = {"left": (0.0, 1.0), "right": (0.0, -1.0), "forward": (1.0, 0.0),
-                                              "backward": (-1.0, 0.0)}
-FAMILIES = ("pick", "push", "place")
 STEP_LIMITS = {"pick": 40, "push": 45, "place": 60}
 
 # Held out of training, used for evaluation: (family, colour, shape).

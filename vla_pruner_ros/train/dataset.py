@@ -10,15 +10,25 @@ from pathlib import Path
 
 import numpy as np
 
+from ..episode_topics import (
+    COMPRESSED,
+    EE_POSE,
+    EPISODE,
+    EXECUTED_ACTION,
+    EXPERT_ACTION,
+    GRIPPER,
+    IMAGE_TOPICS,
+    INSTRUCTION,
+    OBJECT_PREFIX,
+    SCENE_PLATE,
+    SCENE_TARGET,
+    SCENE_TOPICS,
+    WRIST_TOPICS,
+)
 from ..images import compressed_to_rgb, image_to_rgb
 from ..model.vision import resize_frame
 from ..replay.bag import Bag, BagError, pose_arrays
 
-IMAGE_TOPICS = ("/camera/image", "/camera/image/compressed")
-WRIST_TOPICS = ("/camera/wrist/image", "/camera/wrist/image/compressed")  # optional second camera
-SCENE_TOPICS = ("/scene/target", "/scene/plate")  # optional: the auxiliary loss's targets
-OBJECT_TOPIC = "/scene/object/"  # + "<colour>_<shape>": every object, for counterfactual instructions
-EXECUTED_TOPIC = "/executed/action"  # DAgger episodes: what was executed (the labels stay the expert's)
 # An object below the table top has fallen off it (a push can knock one over the edge); the simulator
 # has no floor, so from then on its position runs off to metres below and would swamp the scene loss.
 OFF_TABLE_Z = -0.02
@@ -53,19 +63,19 @@ def load_episode(path: Path, image_size: int, resize: str = "cv2_cubic") -> Epis
     with Bag(path) as bag:
         image_topic = next((t for t in IMAGE_TOPICS if t in bag.topics), None)
         wrist_topic = next((t for t in WRIST_TOPICS if t in bag.topics), None)
-        needed = ["/instruction", "/ee_pose", "/gripper", "/expert/action", "/episode"]
+        needed = [INSTRUCTION, EE_POSE, GRIPPER, EXPERT_ACTION, EPISODE]
         missing = [t for t in needed if t not in bag.topics]
         if image_topic is None or missing:
             raise BagError(f"{path} is not a recorded simulator episode (missing {missing or list(IMAGE_TOPICS)}); "
                            f"its topics are:\n{bag.describe()}")
-        optional = [t for t in bag.topics if t in SCENE_TOPICS or t.startswith(OBJECT_TOPIC) or t == EXECUTED_TOPIC]
+        optional = [t for t in bag.topics if t in SCENE_TOPICS or t.startswith(OBJECT_PREFIX) or t == EXECUTED_ACTION]
         msgs = bag.messages([image_topic, *([wrist_topic] if wrist_topic else []), *needed, *optional])
     by_topic: dict[str, list] = {}
     for m in msgs:
         by_topic.setdefault(m.topic, []).append(m)
 
     def decode(topic: str) -> list[np.ndarray]:  # resized exactly as the policy resizes camera frames
-        return [resize_frame(compressed_to_rgb(m.msg) if topic.endswith("compressed") else image_to_rgb(m.msg),
+        return [resize_frame(compressed_to_rgb(m.msg) if topic.endswith(COMPRESSED) else image_to_rgb(m.msg),
                              image_size, resize) for m in by_topic[topic]]
 
     frames = decode(image_topic)
@@ -76,31 +86,31 @@ def load_episode(path: Path, image_size: int, resize: str = "cv2_cubic") -> Epis
             raise BagError(f"{path}: {len(wrist)} frames on {wrist_topic} but {len(frames)} on {image_topic}; "
                            "expected one wrist frame per front frame")
         wrist = np.stack(wrist)
-    poses = [np.concatenate(pose_arrays(m.msg)) for m in by_topic["/ee_pose"]]
-    actions = np.array([m.msg.points[0].positions for m in by_topic["/expert/action"]], np.float32)
+    poses = [np.concatenate(pose_arrays(m.msg)) for m in by_topic[EE_POSE]]
+    actions = np.array([m.msg.points[0].positions for m in by_topic[EXPERT_ACTION]], np.float32)
     # The proprio ControlCore gives the policy: pose and the last gripper command (1 = open at first),
     # the executed one where a learned policy drove.
     executed = actions
-    if EXECUTED_TOPIC in by_topic:
-        executed = np.array([m.msg.points[0].positions for m in by_topic[EXECUTED_TOPIC]], np.float32)
+    if EXECUTED_ACTION in by_topic:
+        executed = np.array([m.msg.points[0].positions for m in by_topic[EXECUTED_ACTION]], np.float32)
     last_grip = np.concatenate([[1.0], executed[:, 6]])
     proprio = np.array([[*pose, last_grip[min(i, len(last_grip) - 1)]] for i, pose in enumerate(poses)], np.float32)
     n = len(frames)
     if len(actions) == n - 1:  # the last frame has no action: hold still with the last gripper command
         actions = np.concatenate([actions, [[0, 0, 0, 0, 0, 0, actions[-1, 6]]]]).astype(np.float32)
-    info = json.loads(by_topic["/episode"][-1].msg.data)
+    info = json.loads(by_topic[EPISODE][-1].msg.data)
 
     def positions(topic: str) -> np.ndarray:  # (n, 3) of a PoseStamped topic, one per frame
         return np.array([pose_arrays(m.msg)[0] for m in by_topic[topic][:n]], np.float32)
 
-    objects = {t[len(OBJECT_TOPIC):].replace("_", " "): positions(t)
-               for t in by_topic if t.startswith(OBJECT_TOPIC) and len(by_topic[t]) >= n}
+    objects = {t[len(OBJECT_PREFIX):].replace("_", " "): positions(t)
+               for t in by_topic if t.startswith(OBJECT_PREFIX) and len(by_topic[t]) >= n}
     scene = None
     if all(len(by_topic.get(t, [])) >= n for t in SCENE_TOPICS):
         ee = proprio[:n, :3]
-        plate = positions("/scene/plate")
-        scene = np.concatenate([positions("/scene/target") - ee, plate[:, :2] - ee[:, :2]], axis=1)
-    return cut_at_fall(Episode(path.name, by_topic["/instruction"][0].msg.data, np.stack(frames), proprio[:n],
+        plate = positions(SCENE_PLATE)
+        scene = np.concatenate([positions(SCENE_TARGET) - ee, plate[:, :2] - ee[:, :2]], axis=1)
+    return cut_at_fall(Episode(path.name, by_topic[INSTRUCTION][0].msg.data, np.stack(frames), proprio[:n],
                                actions[:n], bool(info.get("held_out", False)), bool(info.get("success", False)),
                                scene, objects, wrist))
 

@@ -30,7 +30,7 @@ from ..model.actions import ActionNormalizer, normalize_bounds
 from ..model.config import RESIZES, VLAConfig
 from ..model.tokenizer import encode_prompt
 from ..model.vision import preprocess_images
-from ..sim.tasks import COLORS
+from ..sim_vocabulary import COLORS
 from ..yaml_file import load_yaml
 from .dataset import Episode, chunk_targets, load_episodes, norm_stats
 
