@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
+from vla_pruner_ros import codecs as C
 from vla_pruner_ros.cli import main
-from vla_pruner_ros.replay import writer as W
-from vla_pruner_ros.replay.bag import Bag
+from vla_pruner_ros.replay.bag import BAG, Bag
+from vla_pruner_ros.replay.writer import BagWriter
 from vla_pruner_ros.synthetic import moving_square_frames
 
 T0 = 1000.0
@@ -26,17 +27,17 @@ def make_bag(path: Path, storage: str = "mcap", n: int = 30, encoding: str = "rg
     times = [T0 + 0.1 * i + (2.0 if gap_after is not None and i > gap_after else 0.0) for i in range(n)]
     if swap is not None:  # header stamps of two frames exchanged: out of order in the bag
         times[swap], times[swap + 1] = times[swap + 1], times[swap]
-    with W.BagWriter(path, storage) as w:
+    with BagWriter(path, storage) as w:
         if instruction:
-            w.write("/instruction", W.string(instruction), int(T0 * 1e9))
+            w.write("/instruction", C.string(BAG, instruction), int(T0 * 1e9))
         for i, (t, f) in enumerate(zip(times, frames, strict=True)):
             if i >= n // 2 and sizes[1] != sizes[0]:
                 f = moving_square_frames(1, sizes[1], seed=2)[0]
             log = int((T0 + 0.1 * i + (2.0 if gap_after is not None and i > gap_after else 0.0)) * 1e9)
-            msg = W.compressed_image(f, t) if compressed else W.image(f, t, encoding, pad)
+            msg = C.compressed_image(BAG, f, t) if compressed else C.image(BAG, f, t, encoding, pad)
             w.write("/camera/image", msg, log)
             if reference:
-                w.write("/expert/action", W.joint_trajectory(np.full((1, 7), 0.01 * i), tuple("xyzrpqg"), 0.1, t,
+                w.write("/expert/action", C.joint_trajectory(BAG, np.full((1, 7), 0.01 * i), tuple("xyzrpqg"), 0.1, t,
                                                             "base"), log)
     return path
 
@@ -219,10 +220,10 @@ def test_unsupported_encoding_is_named(tmp_path, capsys):
     bag = make_bag(tmp_path / "in")
     shutil.rmtree(bag)
     frames = moving_square_frames(5, 16)
-    with W.BagWriter(bag) as w:
-        w.write("/instruction", W.string("go"), int(T0 * 1e9))
+    with BagWriter(bag) as w:
+        w.write("/instruction", C.string(BAG, "go"), int(T0 * 1e9))
         for i, f in enumerate(frames):
-            msg = W.image(f, T0 + 0.1 * i)
+            msg = C.image(BAG, f, T0 + 0.1 * i)
             msg.encoding = "yuv422"
             w.write("/camera/image", msg, int((T0 + 0.1 * i) * 1e9))
     replay(bag, tmp=tmp_path, expect=2)

@@ -281,7 +281,7 @@ def test_closed_loop_eval_table(tmp_path, capsys):
 
 
 def _trajectory(bag_dir):
-    from vla_pruner_ros.replay.bag import pose_arrays
+    from vla_pruner_ros.codecs import pose_arrays
 
     with Bag(bag_dir) as b:
         msgs = b.messages(["/ee_pose", "/expert/action", "/executed/action", "/episode"])

@@ -12,6 +12,7 @@ from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.errors import ReaderError
 from rosbags.typesys import Stores, get_typestore
 
+from ..codecs import MessageKit
 from ..errors import VLAPrunerError
 
 IMAGE_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}
@@ -20,12 +21,8 @@ TRAJECTORY_TYPE = "trajectory_msgs/msg/JointTrajectory"
 POSE_TYPE = "geometry_msgs/msg/PoseStamped"
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
-
-
-def pose_arrays(msg) -> tuple[np.ndarray, np.ndarray]:
-    """Position (3,) and orientation quaternion (x, y, z, w) of a deserialised PoseStamped."""
-    p, o = msg.pose.position, msg.pose.orientation
-    return np.array([p.x, p.y, p.z]), np.array([o.x, o.y, o.z, o.w])
+# The Jazzy typestore's message classes, for the builders in codecs.py (uint8[] as numpy arrays, byte as int)
+BAG = MessageKit(TYPESTORE.types.__getitem__, payload=lambda a: np.array(a, np.uint8).reshape(-1), byte=int)
 
 
 class BagError(VLAPrunerError):

@@ -7,15 +7,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import codecs as C
 from ..errors import SettingsError
 from ..factory import load_settings_model
 from ..model import takes_any_camera_count
 from ..progress import Progress
 from ..settings import NodeSettings, load_param_file, settings_from_flat
-from .bag import IMAGE_TYPES, POSE_TYPE, STRING_TYPE, TRAJECTORY_TYPE, Bag, BagError
+from .bag import BAG, IMAGE_TYPES, POSE_TYPE, STRING_TYPE, TRAJECTORY_TYPE, Bag, BagError
 from .replayer import MethodRun, ReplayInput, frames_of, replay_method
 from .report import build_report, format_table, reference_actions, write_json
-from .writer import BagWriter, diagnostics, joint_trajectory
+from .writer import BagWriter
 
 
 @dataclass
@@ -144,7 +145,7 @@ def write_output_bag(path: str, messages, runs: dict[str, MethodRun], settings: 
             for c in run.chunks:
                 t_ns = int(round(c.t * 1e9))
                 w.write(f"/replay/{name}/action_chunk",
-                        joint_trajectory(c.actions, tuple(settings.action_names), settings.control.dt, c.stamp,
+                        C.joint_trajectory(BAG, c.actions, tuple(settings.action_names), settings.control.dt, c.stamp,
                                          frame), t_ns)
             chunks = {c.tick: c for c in run.chunks}
             for k, tick in enumerate(run.tick_log):
@@ -152,7 +153,7 @@ def write_output_bag(path: str, messages, runs: dict[str, MethodRun], settings: 
                 c = chunks.get(k)
                 if c is not None:
                     values.update(tokens_kept=sum(c.stats.tokens_kept), tick_ms=round(c.stats.latency_ms["total"], 2))
-                w.write(f"/replay/{name}/diagnostics", diagnostics(tick["t"], f"replay/{name}", values),
+                w.write(f"/replay/{name}/diagnostics", C.diagnostics(BAG, tick["t"], f"replay/{name}", values),
                         int(round(tick["t"] * 1e9)))
     return Path(path)
 

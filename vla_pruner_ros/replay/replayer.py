@@ -17,14 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from ..codecs import camera_frame, pose_arrays
 from ..control import ControlCore
 from ..errors import InputError, VLAPrunerError
 from ..factory import build_policy
-from ..images import MessageError, compressed_to_rgb, image_to_rgb
+from ..images import MessageError
 from ..policy import TickStats
 from ..safety import SafetyFilter
 from ..settings import NodeSettings
-from .bag import BagMessage, pose_arrays
+from .bag import BagMessage
 
 
 class ReplayError(VLAPrunerError):
@@ -71,17 +72,13 @@ class ReplayInput:
     wrist_topic: str | None = None  # the second camera, for two-camera models
 
 
-def decode_frame(msg: BagMessage) -> np.ndarray:
-    return compressed_to_rgb(msg.msg) if msg.msgtype.endswith("CompressedImage") else image_to_rgb(msg.msg)
-
-
 def frames_of(inp: ReplayInput) -> list[tuple[float, np.ndarray | None]]:
     """(time, RGB frame or None if undecodable) of every camera message, in order."""
     out = []
     for m in inp.messages:
         if m.topic == inp.image_topic:
             try:
-                out.append((m.time, decode_frame(m)))
+                out.append((m.time, camera_frame(m.msg)))
             except MessageError:
                 out.append((m.time, None))
     return out
@@ -125,7 +122,7 @@ def replay_method(inp: ReplayInput, settings: NodeSettings, model, tokenizer, me
             if m.topic == inp.image_topic:
                 frame_index += 1
                 try:
-                    frame = decode_frame(m)
+                    frame = camera_frame(m.msg)
                 except MessageError as err:
                     if err.reason in ("encoding", "format") and shape is None:
                         raise ReplayError(f"{inp.image_topic}: {err}") from None  # systematic, not one bad frame
@@ -147,7 +144,7 @@ def replay_method(inp: ReplayInput, settings: NodeSettings, model, tokenizer, me
                 core.set_image(0, frame, m.time)
             elif m.topic == wrist_topic:
                 try:
-                    core.set_image(1, decode_frame(m), m.time)
+                    core.set_image(1, camera_frame(m.msg), m.time)
                 except MessageError as err:
                     bad += 1
                     if bad <= 3:

@@ -49,20 +49,13 @@ from std_msgs.msg import Float64, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, MultiDOFJointTrajectory
 
+from ..codecs import camera_frame, joint_trajectory, multidof_trajectory, pose_arrays, pose_stamped, stamp_seconds
 from ..control import ControlCore, Plan
 from ..errors import InputError, SettingsError, VLAPrunerError
+from ..images import MessageError
 from ..safety import SafetyFilter
 from ..settings import NodeSettings, check_against_model, flat_defaults, settings_from_flat
-from .conversions import (
-    MessageError,
-    chunk_to_joint_trajectory,
-    compressed_to_rgb,
-    decode_image,
-    pose_from_msg,
-    pose_stamped,
-    stamp_to_seconds,
-    targets_to_multidof,
-)
+from .conversions import RCLPY, decode_image
 from .spin import run_node
 
 THROTTLE_S = 5.0
@@ -279,11 +272,11 @@ class VLANode(LifecycleNode):
 
     def _on_image(self, camera: int, msg) -> None:
         try:
-            frame = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else decode_image(msg)
+            frame = camera_frame(msg, raw=decode_image)
         except MessageError as err:
             self._reject(err, f"camera {camera} frame")
             return
-        stamp = stamp_to_seconds(msg.header.stamp)
+        stamp = stamp_seconds(msg.header.stamp)
         if stamp:
             self._stamps[stamp] = msg.header.stamp  # published chunks carry the exact source stamp
             while len(self._stamps) > 64:
@@ -304,9 +297,9 @@ class VLANode(LifecycleNode):
         self._wake.set()
 
     def _on_pose(self, msg: PoseStamped) -> None:
-        position, orientation, stamp = pose_from_msg(msg)
+        position, orientation = pose_arrays(msg)
         try:
-            self.core.set_pose(position, orientation, stamp or self._now())
+            self.core.set_pose(position, orientation, stamp_seconds(msg.header.stamp) or self._now())
         except InputError as err:
             self._reject(MessageError("pose", str(err)), "pose")
 
@@ -354,13 +347,13 @@ class VLANode(LifecycleNode):
 
     def _publish_plan(self, plan: Plan) -> None:
         frame = self.settings.control.action_frame
-        msg = chunk_to_joint_trajectory(plan.deltas, plan.chunk.names, plan.chunk.dt, plan.t0, frame)
+        msg = joint_trajectory(RCLPY, plan.deltas, plan.chunk.names, plan.chunk.dt, plan.t0, frame)
         exact = self._stamps.get(plan.t0)
         if exact is not None:
             msg.header.stamp = exact
         self.chunk_pub.publish(msg)
         if self.armed and self.traj_pub is not None and plan.positions is not None:
-            self.traj_pub.publish(targets_to_multidof(plan.positions, plan.orientations, plan.chunk.dt, plan.t0,
+            self.traj_pub.publish(multidof_trajectory(RCLPY, plan.positions, plan.orientations, plan.chunk.dt, plan.t0,
                                                       frame))
 
     # ---- control tick -----------------------------------------------------------------------------
@@ -378,7 +371,7 @@ class VLANode(LifecycleNode):
         if cmd is None or cmd.position is None:
             self._publish_hold()
             return
-        target = pose_stamped(cmd.position, cmd.orientation, now, self.settings.control.action_frame)
+        target = pose_stamped(RCLPY, cmd.position, cmd.orientation, now, self.settings.control.action_frame)
         self._held = (target, cmd.gripper)
         self.target_pub.publish(target)
         self.gripper_pub.publish(Float64(data=cmd.gripper))

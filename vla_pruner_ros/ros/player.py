@@ -18,9 +18,10 @@ import rclpy
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 
+from ..codecs import time_msg
 from ..errors import SettingsError
 from ..replay.bag import IMAGE_TYPES, STRING_TYPE, Bag
-from .conversions import seconds_to_stamp
+from .conversions import RCLPY
 
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -91,7 +92,7 @@ def play(args: PlayArgs, context=None) -> int:
                 if delay > 0:
                     time.sleep(delay)
                 if clock is not None:
-                    clock.publish(Clock(clock=seconds_to_stamp(m.time)))
+                    clock.publish(Clock(clock=time_msg(RCLPY, m.time)))
                 pubs[m.topic].publish(m.raw)
                 sent += 1
             if not args.loop:

@@ -34,12 +34,13 @@ from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from ..codecs import pose_arrays, pose_stamped, stamp_seconds, time_msg
 from ..errors import SettingsError
 from ..safety import matrix_to_quat, quat_to_matrix
 from ..sim.env import TabletopEnv
 from ..sim.expert import Expert
 from ..sim.tasks import DIRECTIONS, FAMILIES, Task
-from .conversions import pose_from_msg, pose_stamped, seconds_to_stamp, stamp_to_seconds
+from .conversions import RCLPY
 from .spin import run_node
 
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
@@ -133,10 +134,10 @@ class SimNode(Node):
             self.get_logger().warning(f"ignored an action chunk of shape {actions.shape}", throttle_duration_sec=5)
             return
         with self._lock:
-            self._chunk = (stamp_to_seconds(msg.header.stamp), actions)
+            self._chunk = (stamp_seconds(msg.header.stamp), actions)
 
     def _on_target(self, msg: PoseStamped) -> None:
-        position, orientation, _ = pose_from_msg(msg)
+        position, orientation = pose_arrays(msg)
         with self._lock:
             self._target = (position, orientation)
 
@@ -167,16 +168,16 @@ class SimNode(Node):
     def _publish_observation(self) -> None:
         t = self.sim_time
         if self.clock_pub is not None:
-            self.clock_pub.publish(Clock(clock=seconds_to_stamp(t)))
+            self.clock_pub.publish(Clock(clock=time_msg(RCLPY, t)))
         for pub, img, frame in ((self.image_pub, self.obs.image, "camera"),
                                 (self.wrist_pub, self.obs.wrist, "wrist_camera")):
             if pub is None:
                 continue
             msg = Image(height=img.shape[0], width=img.shape[1], encoding="rgb8", step=img.shape[1] * 3,
                         data=img.tobytes())
-            msg.header.stamp, msg.header.frame_id = seconds_to_stamp(t), frame
+            msg.header.stamp, msg.header.frame_id = time_msg(RCLPY, t), frame
             pub.publish(msg)
-        self.pose_pub.publish(pose_stamped(self.obs.ee_position, self.obs.ee_orientation, t, self.frame))
+        self.pose_pub.publish(pose_stamped(RCLPY, self.obs.ee_position, self.obs.ee_orientation, t, self.frame))
 
     def _publish_status(self) -> None:
         status = {"episode": self.episode, "seed": self.seed, "task": self.task.family,

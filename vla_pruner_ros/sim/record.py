@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import codecs as C
 from ..episode_topics import (
     CAMERA,
     COMPRESSED,
@@ -37,7 +38,8 @@ from ..episode_topics import (
     WRIST_CAMERA,
 )
 from ..errors import SettingsError
-from ..replay import writer as W
+from ..replay.bag import BAG
+from ..replay.writer import BagWriter
 from ..settings import DEFAULT_ACTION_NAMES
 from ..sim_vocabulary import FAMILIES
 from .driver import T_START, PolicyDriver
@@ -98,7 +100,7 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
     holds the expert's own actions, also under ``perturb`` or ``dagger`` (see ``expert.run_episode``)."""
     image_topic = CAMERA + COMPRESSED if compressed else CAMERA
     wrist_topic = WRIST_CAMERA + COMPRESSED if compressed else WRIST_CAMERA
-    encode = W.compressed_image if compressed else W.image
+    encode = C.compressed_image if compressed else C.image
     info = {"episode": episode, "seed": seed, "task": task.family, "instruction": task.instruction,
             "held_out": task.held_out, "perturb": perturb, "policy": dagger.model if dagger else None,
             "beta": dagger.beta if dagger else None}
@@ -114,37 +116,38 @@ def record_episode(env: TabletopEnv, task: Task, seed: int, episode: int, path: 
             executed[0] = action if rng.random() < dagger.beta else policy_action
             return executed[0]
 
-    with W.BagWriter(path, "mcap") as w:
+    with BagWriter(path, "mcap") as w:
         def ns(t: float) -> int:
             return int(round(t * 1e9))
 
-        w.write(EPISODE, W.string(json.dumps(info)), ns(T_START))
-        w.write(INSTRUCTION, W.string(task.instruction), ns(T_START))
+        w.write(EPISODE, C.string(BAG, json.dumps(info)), ns(T_START))
+        w.write(INSTRUCTION, C.string(BAG, task.instruction), ns(T_START))
 
         def on_step(obs, action, _success) -> None:
             t = T_START + steps[0] * env.dt
             cameras = ((image_topic, obs.image, "camera"), (wrist_topic, obs.wrist, "wrist_camera"))
             for topic, frame, frame_id in cameras:
                 if frame is not None:
-                    w.write(topic, encode(frame, t, frame_id=frame_id), ns(t))
-            w.write(EE_POSE, W.pose_stamped(obs.ee_position, obs.ee_orientation, t, FRAME), ns(t))
-            w.write(GRIPPER, W.float64(obs.gripper), ns(t))
+                    w.write(topic, encode(BAG, frame, t, frame_id=frame_id), ns(t))
+            w.write(EE_POSE, C.pose_stamped(BAG, obs.ee_position, obs.ee_orientation, t, FRAME), ns(t))
+            w.write(GRIPPER, C.float64(BAG, obs.gripper), ns(t))
             # Privileged scene state for training's auxiliary loss: the target object and the plate.
-            w.write(SCENE_TARGET, W.pose_stamped(env.object_position(env.target.name), IDENTITY, t, FRAME), ns(t))
-            w.write(SCENE_PLATE, W.pose_stamped(np.array([*env.plate[:2], 0.0]), IDENTITY, t, FRAME), ns(t))
+            w.write(SCENE_TARGET, C.pose_stamped(BAG, env.object_position(env.target.name), IDENTITY, t, FRAME), ns(t))
+            w.write(SCENE_PLATE, C.pose_stamped(BAG, np.array([*env.plate[:2], 0.0]), IDENTITY, t, FRAME), ns(t))
             for o in env.objects:  # every object: what training's counterfactual instructions point at
                 w.write(f"{OBJECT_PREFIX}{o.color}_{o.shape}",
-                        W.pose_stamped(env.object_position(o.name), IDENTITY, t, FRAME), ns(t))
+                        C.pose_stamped(BAG, env.object_position(o.name), IDENTITY, t, FRAME), ns(t))
             if action is not None:
-                w.write(EXPERT_ACTION, W.joint_trajectory(np.asarray(action)[None], DEFAULT_ACTION_NAMES, env.dt,
-                                                            t, FRAME), ns(t))
+                label = np.asarray(action)[None]
+                w.write(EXPERT_ACTION, C.joint_trajectory(BAG, label, DEFAULT_ACTION_NAMES, env.dt, t, FRAME), ns(t))
                 if drive is not None:
-                    w.write(EXECUTED_ACTION, W.joint_trajectory(np.asarray(executed[0])[None], DEFAULT_ACTION_NAMES,
-                                                               env.dt, t, FRAME), ns(t))
+                    ran = np.asarray(executed[0])[None]
+                    w.write(EXECUTED_ACTION, C.joint_trajectory(BAG, ran, DEFAULT_ACTION_NAMES, env.dt, t, FRAME),
+                            ns(t))
                 steps[0] += 1
 
         success, n = run_episode(env, task, seed, noise, on_step, perturb, drive)
-        w.write(EPISODE, W.string(json.dumps({**info, "success": bool(success), "steps": n})),
+        w.write(EPISODE, C.string(BAG, json.dumps({**info, "success": bool(success), "steps": n})),
                 ns(T_START + steps[0] * env.dt))
     return success, n
 

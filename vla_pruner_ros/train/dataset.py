@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..codecs import camera_frame, pose_arrays
 from ..episode_topics import (
-    COMPRESSED,
     EE_POSE,
     EPISODE,
     EXECUTED_ACTION,
@@ -25,9 +25,8 @@ from ..episode_topics import (
     SCENE_TOPICS,
     WRIST_TOPICS,
 )
-from ..images import compressed_to_rgb, image_to_rgb
 from ..model.vision import resize_frame
-from ..replay.bag import Bag, BagError, pose_arrays
+from ..replay.bag import Bag, BagError
 
 # An object below the table top has fallen off it (a push can knock one over the edge); the simulator
 # has no floor, so from then on its position runs off to metres below and would swamp the scene loss.
@@ -75,8 +74,7 @@ def load_episode(path: Path, image_size: int, resize: str = "cv2_cubic") -> Epis
         by_topic.setdefault(m.topic, []).append(m)
 
     def decode(topic: str) -> list[np.ndarray]:  # resized exactly as the policy resizes camera frames
-        return [resize_frame(compressed_to_rgb(m.msg) if topic.endswith(COMPRESSED) else image_to_rgb(m.msg),
-                             image_size, resize) for m in by_topic[topic]]
+        return [resize_frame(camera_frame(m.msg), image_size, resize) for m in by_topic[topic]]
 
     frames = decode(image_topic)
     wrist = None
