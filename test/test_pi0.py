@@ -95,6 +95,26 @@ def test_keep_all_is_transformers_sample_actions_with_the_same_noise(pi0_dir, ca
                                       pixel_attention_mask=torch.ones(1, cams, dtype=torch.bool))
     assert torch.equal(ours, theirs[:, :, :7])
     assert torch.equal(ours_kept, ours)
+    # the wrapped model's own sampler still works (its mask builders know the row-capturing attention)
+    wrapped = model.hf.sample_actions(state=state, input_ids=ids, pixel_values=pixels, noise=noise,
+                                      attention_mask=torch.ones_like(ids),
+                                      pixel_attention_mask=torch.ones(1, cams, dtype=torch.bool))
+    assert torch.equal(wrapped, theirs)
+
+
+def test_a_batch_and_bfloat16_are_transformers_sample_actions_too(pi0_dir):
+    for dtype in (torch.float32, torch.bfloat16):
+        model, tokenizer = load_model(pi0_dir, num_cameras=1, dtype=dtype)
+        reference = PI0ForConditionalGeneration.from_pretrained(str(pi0_dir), local_files_only=True, dtype=dtype).eval()
+        pixels = torch.cat([model.preprocess(_frames(1, seed=s)) for s in (1, 2)]).to(dtype)  # two samples
+        ids = torch.tensor([model.prompt_ids(tokenizer, "pick up the red cube")] * 2)
+        state, noise = torch.randn(2, 32).to(dtype), torch.randn(2, model.config.chunk_len, 32).to(dtype)
+        ours = model.predict(pixels, ids, state, None, noise=noise).actions
+        theirs = reference.sample_actions(state=state, input_ids=ids, pixel_values=pixels, noise=noise,
+                                          attention_mask=torch.ones_like(ids),
+                                          pixel_attention_mask=torch.ones(2, 1, dtype=torch.bool))
+        assert torch.equal(ours, theirs[:, :, :7]), dtype
+        assert not torch.equal(ours[0], ours[1])
 
 
 @pytest.mark.parametrize("k", [0, 1, 3])
@@ -224,6 +244,30 @@ def test_missing_and_unexpected_tensors_are_refused(tmp_path, edit):
     save_file(tensors, str(weights), metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match=name.replace(".", r"\.")):
         load_model(path)
+
+
+def test_the_experts_unused_token_embedding_may_be_left_out(tmp_path):
+    """PI0 feeds its expert embeddings, never token ids: a checkpoint without that table (stored under
+    LeRobot's name for it, the expert's lm_head) loads, and info calls it complete."""
+    path = write_pi0_dir(tmp_path / "noembed")
+    tensors = load_file(str(path / "model.safetensors"))
+    del tensors["paligemma_with_expert.gemma_expert.lm_head.weight"]
+    save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
+    model, _ = load_model(path)
+    assert model.config.chunk_len == 10
+    assert _cli("info", str(path)).returncode == 0
+
+
+def test_lerobots_own_policy_format_and_float16_are_refused_with_the_fix(tmp_path, pi0_dir):
+    raw = tmp_path / "lerobot"
+    raw.mkdir()
+    (raw / "config.json").write_text(json.dumps({"type": "pi0", "chunk_size": 50}))
+    with pytest.raises(CheckpointError, match="LeRobot policy directory.*save_pretrained"):
+        load_model(raw)
+    out = _cli("info", str(raw))
+    assert out.returncode != 0 and "LeRobot policy directory" in out.stderr and "Traceback" not in out.stderr
+    with pytest.raises(ConfigError, match="bfloat16"):
+        load_model(pi0_dir, dtype=torch.float16)
 
 
 def test_statistics_are_required_and_read_from_lerobots_normaliser(tmp_path):

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.models.llama.modeling_llama import repeat_kv, rotate_half
 
 ATTN_IMPLEMENTATION = "sdpa_rows"
@@ -34,6 +35,12 @@ class RowRequest:
     seconds: float = 0.0  # spent computing them
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the GPU, so that a wall-clock reading covers the work queued before it (no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def request_rows(attn: nn.Module, request: RowRequest) -> RowRequest:
     """Ask the attention module for ``request``'s rows on its next forward pass."""
     attn.__dict__.setdefault("_row_requests", []).append(request)
@@ -46,14 +53,18 @@ def _sdpa_rows(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value:
     out = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
     requests = module.__dict__.pop("_row_requests", None)
     for request in requests or ():
+        sync(query.device)
         t0 = time.perf_counter()
         q = query[:, :, request.rows]  # (B, H, R, hd), after RoPE
         request.probs = _row_probs(q, key, scaling if scaling is not None else module.scaling, request.allowed)
+        sync(query.device)
         request.seconds = time.perf_counter() - t0
     return out
 
 
 AttentionInterface.register(ATTN_IMPLEMENTATION, _sdpa_rows)
+# transformers' own mask builders (a wrapped model's own methods, e.g. PI0's sample_actions) treat it as SDPA
+AttentionMaskInterface.register(ATTN_IMPLEMENTATION, sdpa_mask)
 
 
 def _row_probs(q: torch.Tensor, keys: torch.Tensor, scaling: float, allowed: torch.Tensor | None) -> torch.Tensor:

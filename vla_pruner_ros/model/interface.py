@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
-from .attention import RowRequest, attention_rows, layer_keys, layout_mask, request_rows
+from .attention import RowRequest, attention_rows, layer_keys, layout_mask, request_rows, sync
 from .errors import ConfigError
 
 # The decoder layer's KV-cache argument: ``cache`` since transformers 5.2x (``past_key_values`` is
@@ -234,6 +234,7 @@ def run_pruned_layers(layers: nn.ModuleList, rotary_emb: nn.Module, embeds: torc
         layer.self_attn.__dict__.pop("_row_requests", None)
     for i, layer in enumerate(layers):
         if prune is not None and i == prune.score_layer and prune.query != "none":
+            sync(device)  # time this part alone, not the queued work before it
             t0 = time.perf_counter()
             rows = query_rows(layout, prune.query).to(device)
             allowed = allowed_keys(kept, rows, is_action, layout.causal)
@@ -244,11 +245,13 @@ def run_pruned_layers(layers: nn.ModuleList, rotary_emb: nn.Module, embeds: torc
                 keys = layer_keys(layer.self_attn, x, cos, sin)
                 probs = attention_rows(layer.self_attn, x[:, rows], cos[:, rows], sin[:, rows], keys, allowed)
                 attention = probs[:, :, layout.visual_start:layout.visual_end].mean(dim=1)  # (B, M)
+            sync(device)
             score_seconds += time.perf_counter() - t0
         if semantic is not None and i == prune.layer:
             attention = semantic.probs[:, :, layout.visual_start:layout.visual_end].mean(dim=1)  # (B, M)
             score_seconds += semantic.seconds
         if prune is not None and i == prune.layer:
+            sync(device)  # time this part alone, not the queued work before it
             t0 = time.perf_counter()
             vis_rows = h[:, layout.visual_start:layout.visual_end]
             projected = embeds[:, layout.visual_start:layout.visual_end] if visual is None else visual
@@ -260,19 +263,24 @@ def run_pruned_layers(layers: nn.ModuleList, rotary_emb: nn.Module, embeds: torc
             cos = cos.gather(1, idx.expand(-1, -1, cos.shape[-1]))
             sin = sin.gather(1, idx.expand(-1, -1, sin.shape[-1]))
             mask = layout_mask(kept, is_action, layout.causal)
+            sync(device)
             score_seconds += time.perf_counter() - t0
         action: RowRequest | None = None
         if action_layer == i and action_rows is not None:  # answered by this layer as it runs
+            sync(device)  # time this part alone, not the queued work before it
             t0 = time.perf_counter()
             rows = action_rows(kept)
             action = request_rows(layer.self_attn, RowRequest(rows, allowed_keys(kept, rows, is_action,
                                                                                  layout.causal)))
             n_action_rows = len(rows)
+            sync(device)
             score_seconds += time.perf_counter() - t0
         h = layer(h, attention_mask=mask, position_embeddings=(cos, sin), **{CACHE_KWARG: cache},
                   use_cache=cache is not None, **attn_kwargs)
         if action is not None:
+            sync(device)  # time this part alone, not the queued work before it
             t0 = time.perf_counter()
             action_attention = to_visual(action.probs, kept, layout)
+            sync(device)
             score_seconds += time.perf_counter() - t0 + action.seconds
     return LLMResult(h, kept, visual_keep, action_attention, n_action_rows, score_seconds, cache)

@@ -29,7 +29,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from ..errors import InputError
 from .actions import ActionTokenizer
-from .attention import ATTN_IMPLEMENTATION, attention_rows
+from .attention import ATTN_IMPLEMENTATION, attention_rows, sync
 from .config import VLAConfig
 from .errors import ConfigError
 from .flops import llm_flops
@@ -60,11 +60,6 @@ class Projector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc3(self.act(self.fc2(self.act(self.fc1(x)))))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class VLAModel(nn.Module):
@@ -211,14 +206,14 @@ class VLAModel(nn.Module):
         t0 = time.perf_counter()
         visual = self.encode_images(pixel_values.to(device))
         embeds, layout = self.build_inputs(visual, input_ids.to(device), proprio)
-        _sync(device)
+        sync(device)
         timings["vision"] = time.perf_counter() - t0
         if self.action_head is not None:
             t0 = time.perf_counter()
             res = self.run_llm(embeds, layout, prune, visual=visual)
             rows = torch.nonzero((res.kept[0] >= layout.readout[0]) & (res.kept[0] < layout.readout[1])).squeeze(1)
             actions = self.action_head(res.hidden[:, rows])
-            _sync(device)
+            sync(device)
             timings["prefill"], timings["decode"] = time.perf_counter() - t0, 0.0
             timings["select"] = res.score_seconds
             att = res.action_attention / res.action_queries if res.action_attention is not None else None
@@ -234,7 +229,7 @@ class VLAModel(nn.Module):
         cache = KVCache(len(self.layers)) if use_cache else None
         res = self.run_llm(embeds, layout, prune, cache=cache, visual=visual)
         logits = self.language_model.lm_head(res.hidden[:, -1])
-        _sync(device)
+        sync(device)
         timings["prefill"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         tokens = [logits.argmax(-1)]
@@ -259,7 +254,7 @@ class VLAModel(nn.Module):
                 fixed = None if prune is None else PruneSpec(prune.layer, lambda _s, k=keep: k)
                 out = self.run_llm(ext, layout.extended(step), fixed)
                 tokens.append(self.language_model.lm_head(out.hidden[:, -1]).argmax(-1))
-        _sync(device)
+        sync(device)
         timings["decode"] = time.perf_counter() - t0
         timings["select"] = score_seconds
         token_ids = torch.stack(tokens, dim=1)  # (B, A)

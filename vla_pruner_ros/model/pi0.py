@@ -31,7 +31,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import InputError
-from .attention import ATTN_IMPLEMENTATION, RowRequest, request_rows
+from .attention import ATTN_IMPLEMENTATION, RowRequest, request_rows, sync
 from .errors import CheckpointError, ConfigError
 from .interface import CACHE_KWARG, KVCache, Layout, Prediction, PruneSpec, run_pruned_layers, to_visual
 from .pi0_files import NORM_EPS, read_pi0_stats
@@ -55,9 +55,11 @@ class PI0Spec:
 
     def __post_init__(self) -> None:
         cfg = self.hf_config
-        if cfg.vlm_config.text_config.num_hidden_layers != cfg.dit_config.num_hidden_layers:
-            raise ConfigError(f"the action expert has {cfg.dit_config.num_hidden_layers} layers and the VLM "
-                              f"{cfg.vlm_config.text_config.num_hidden_layers}; pi0's expert attends layer by layer")
+        vlm, dit = cfg.vlm_config.text_config, cfg.dit_config
+        for key in ("num_hidden_layers", "num_key_value_heads", "head_dim"):
+            if getattr(vlm, key) != getattr(dit, key):
+                raise ConfigError(f"the action expert has {key}={getattr(dit, key)} and the VLM {getattr(vlm, key)}; "
+                                  "pi0's expert attends to the VLM's keys and values layer by layer")
         if not isinstance(self.num_cameras, int) or self.num_cameras < 1:
             raise ConfigError(f"num_cameras={self.num_cameras!r} must be a positive integer")
         for key, value, most in (("action_dim", self.action_dim, cfg.max_action_dim),
@@ -184,8 +186,9 @@ class PI0VLA(nn.Module):
     def prompt_ids(self, tokenizer, instruction: str) -> list[int]:
         """``<image>`` x tokens per camera x cameras, then ``<bos>instruction\\n`` (as PI0Processor, unpadded)."""
         ids = list(tokenizer(f"{tokenizer.bos_token}{instruction}\n", add_special_tokens=False)["input_ids"])
-        if not ids or ids[0] != tokenizer.bos_token_id:
-            ids = [tokenizer.bos_token_id, *ids]
+        if not ids or ids[0] != tokenizer.bos_token_id:  # the tokenizer does not parse its bos text as the token
+            ids = [tokenizer.bos_token_id,
+                   *tokenizer(f"{instruction}\n", add_special_tokens=False)["input_ids"]]
         return [self.config.image_token_id] * self.config.num_visual_tokens + ids
 
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
@@ -246,6 +249,7 @@ class PI0VLA(nn.Module):
         layout = self.layout(input_ids)
         embeds = hf.model.embed_prefix(input_ids, pixel_values.to(device, dtype),
                                        torch.ones(b, cams, dtype=torch.bool, device=device))
+        sync(device)
         timings["vision"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         cache = KVCache(cfg.num_layers)
@@ -254,6 +258,7 @@ class PI0VLA(nn.Module):
         k = prune.layer if prune is not None else cfg.num_layers
         full = torch.arange(layout.length, device=device).expand(b, -1)
         layer_kept = [full if i < k else res.kept for i in range(cfg.num_layers)]
+        sync(device)
         timings["prefill"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if noise is None:
@@ -262,6 +267,7 @@ class PI0VLA(nn.Module):
         state = proprio.to(device, dtype)
         action_layer = prune.action_layer if prune is not None else None
         actions, attention, seconds = self._denoise(x_t, state, layout, cache, layer_kept, action_layer)
+        sync(device)
         timings["decode"] = time.perf_counter() - t0 - seconds
         timings["select"] = res.score_seconds + seconds
         return Prediction(actions[:, :, :cfg.action_dim], res.visual_keep, attention, None, timings)
@@ -296,10 +302,12 @@ class PI0VLA(nn.Module):
                 h = layer(h, attention_mask=masks[i], position_embeddings=(cos, sin), **{CACHE_KWARG: view},
                           use_cache=True)
                 if request is not None:
+                    sync(device)
                     t1 = time.perf_counter()
                     s = layer_kept[i].shape[1]
                     att = to_visual(request.probs[:, :, :s], layer_kept[i], layout)
                     attention_sum = att if attention_sum is None else attention_sum + att
+                    sync(device)
                     seconds += time.perf_counter() - t1 + request.seconds
             velocity = hf.action_out_proj(expert.norm(h)[:, -cfg.chunk_len:])
             x_t = x_t + dt * velocity
@@ -308,6 +316,8 @@ class PI0VLA(nn.Module):
 
 
 # ---- checkpoints --------------------------------------------------------------------------------------
+# The expert's token embedding: PI0 feeds the expert embeddings, never token ids, so a checkpoint may leave it out
+UNUSED = {"model.dit.embed_tokens.weight"}
 def pi0_spec(hf_config, norm_stats: dict, mean_std: tuple, num_cameras: int | None = None) -> PI0Spec:
     stats = norm_stats["default"]
     return PI0Spec(hf_config, num_cameras=num_cameras or 1, action_dim=len(stats["action"]["mean"]),
@@ -321,6 +331,8 @@ def load_pi0(path: str | Path, device="cpu", dtype: torch.dtype | None = None, n
     from transformers import PI0ForConditionalGeneration
 
     path = Path(path)
+    if dtype == torch.float16:
+        raise ConfigError("pi0 in float16: Gemma's activations overflow float16; use bfloat16 (GPU) or float32")
     norm_stats, mean_std = read_pi0_stats(path)
     from transformers.utils import logging as hf_logging
 
@@ -337,7 +349,8 @@ def load_pi0(path: str | Path, device="cpu", dtype: torch.dtype | None = None, n
     problems = []
     for key, what in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"),
                       ("mismatched_keys", "mis-shaped")):
-        names = sorted(str(item[0] if isinstance(item, (tuple, list)) else item) for item in info.get(key) or ())
+        names = sorted(str(item[0] if isinstance(item, (tuple, list)) else item) for item in info.get(key) or ()
+                       if not (key == "missing_keys" and item in UNUSED))
         if names:
             problems.append(f"{len(names)} {what}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
     if problems:
@@ -424,7 +437,9 @@ def build_pi0_preset(name: str, num_cameras: int = 1, seed: int = 0, device="cpu
         torch.manual_seed(seed)
     with torch.device(device):
         model = PI0ForConditionalGeneration(config)
-    model = model.to(dtype=dtype or torch.float32).eval()
+    for param in model.parameters():  # buffers (rotary, time frequencies) stay float32, as from_pretrained keeps them
+        param.data = param.data.to(dtype or torch.float32)
+    model.eval()
     spec = pi0_spec(model.config, identity_pi0_stats(action_dim, proprio_dim), ((0.5,) * 3, (0.5,) * 3), num_cameras)
     if name == "pi0-tiny":  # 4 layers: the in-LLM methods prune after the first, as on the shipped OpenVLA model
         spec = spec.replace(prune_layer=1)
@@ -450,9 +465,11 @@ def _stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 def _model_keys(hf, names, expected: dict) -> dict[str, str]:
     """Checkpoint tensor names -> names in the model, as transformers' loader renames them (pi0's checkpoints
     keep LeRobot's names, e.g. ``action_in_proj`` for the model's ``embed_action_time.action_in_proj``)."""
-    from transformers.conversion_mapping import get_model_conversion_mapping
-    from transformers.core_model_loading import WeightConverter, rename_source_key
-
+    try:  # transformers' loader internals (5.2x); without them, the names as stored
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightConverter, rename_source_key
+    except ImportError:
+        return {name: name for name in names}
     transforms = get_model_conversion_mapping(hf)
     renamings = [t for t in transforms if not isinstance(t, WeightConverter)]
     converters = [t for t in transforms if isinstance(t, WeightConverter)]
@@ -465,10 +482,11 @@ def describe_pi0(source: str | Path) -> tuple[dict, bool]:
     in another shape. Returns (info, complete)."""
     from transformers import PI0Config, PI0ForConditionalGeneration
 
-    from .pi0_files import read_pi0_stats
+    from .pi0_files import check_transformers_format, read_pi0_stats
 
     path = Path(source)
     if path.is_dir():
+        check_transformers_format(path)
         config = PI0Config.from_pretrained(str(path), local_files_only=True)
         with torch.device("meta"):
             hf = PI0ForConditionalGeneration(config)
@@ -483,7 +501,7 @@ def describe_pi0(source: str | Path) -> tuple[dict, bool]:
     if stored is not None:
         renamed = _model_keys(hf, stored, expected)
         stored = {renamed[name]: shape for name, shape in stored.items()}
-        missing = sorted(set(expected) - set(stored))
+        missing = sorted(set(expected) - set(stored) - UNUSED)
         unexpected = sorted(set(stored) - set(expected))
         misshaped = sorted(f"{n} {list(stored[n])} (config: {list(expected[n])})"
                            for n in set(stored) & set(expected) if stored[n] != expected[n])

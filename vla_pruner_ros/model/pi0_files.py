@@ -14,14 +14,30 @@ NORM_EPS = 1e-8  # PI0Processor.normalize and LeRobot's normaliser
 STAT_FILES = ("processor_config.json", "policy_preprocessor_step_*normalizer*.safetensors")
 
 
-def is_pi0_dir(path: str | Path) -> bool:
+def _config(path: str | Path) -> dict:
     config = Path(path) / "config.json"
-    if not config.is_file():
-        return False
     try:
-        return json.loads(config.read_text()).get("model_type") == "pi0"
+        return json.loads(config.read_text()) if config.is_file() else {}
     except (OSError, ValueError):
-        return False
+        return {}
+
+
+def is_pi0_dir(path: str | Path) -> bool:
+    """transformers' PI0 (``model_type: pi0``) or LeRobot's own policy format (``type: pi0``, refused with the
+    way to convert it when loaded)."""
+    config = _config(path)
+    return config.get("model_type") == "pi0" or config.get("type") == "pi0"
+
+
+def check_transformers_format(path: str | Path) -> None:
+    """Refuse LeRobot's own policy directory, naming the conversion."""
+    config = _config(path)
+    if config.get("type") == "pi0" and config.get("model_type") != "pi0":
+        raise CheckpointError(
+            f"{path} is a LeRobot policy directory (config.json 'type: pi0'), not transformers' PI0 format: load its "
+            "weights once with transformers' PI0ForConditionalGeneration (its loader renames LeRobot's tensor names) "
+            "and write the directory with save_pretrained, plus PI0Processor.save_pretrained with the dataset's "
+            "statistics")
 
 
 def _vector(stats: dict, key: str, where: str) -> list[float]:
@@ -40,6 +56,7 @@ def read_pi0_stats(path: str | Path) -> tuple[dict, tuple]:
     transformers' ``processor_config.json`` (PI0Processor's statistics), else a LeRobot normaliser file
     (``observation.state.mean`` ... ``action.std``)."""
     path = Path(path)
+    check_transformers_format(path)
     proc = path / "processor_config.json"
     mean_std = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     if proc.is_file():
