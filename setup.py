@@ -26,7 +26,7 @@ setup(
     license="MIT",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     # The embedded model (trained on the simulator) and a recorded sample episode.
-    package_data={PACKAGE: ["models/*/*", "data/*/*"]},
+    package_data={PACKAGE: ["weights/*/*", "data/*/*"]},
     python_requires=">=3.10",
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

@@ -125,7 +125,7 @@ def test_training_recipe_parses_and_names_existing_files():
     for command in commands(RECIPE):
         argv = shlex.split(command, comments=True)
         if argv[:1] == ["cp"]:
-            assert argv[-1] == "vla_pruner_ros/models/sim_tabletop" and (ROOT / argv[-1]).is_dir()
+            assert argv[-1] == "vla_pruner_ros/weights/sim_tabletop" and (ROOT / argv[-1]).is_dir()
             continue
         assert argv[0] == "vla-pruner", command
         args = parser.parse_args(argv[1:])  # exits (fails the test) on a wrong flag or value

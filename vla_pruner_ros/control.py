@@ -34,6 +34,7 @@ import numpy as np
 
 from .errors import InputError, VLAPrunerError
 from .policy import ActionChunk, Observation, VLAPolicy
+from .proprio import pose_proprio
 from .safety import SafetyFilter, integrate_deltas
 from .settings import ControlConfig
 
@@ -318,7 +319,8 @@ class ControlCore:
             pose = self._pose if self.pose_age(now) <= self.safety.config.pose_timeout_s else None
             proprio = None
             if self.policy.model.config.proprio_dim and pose is not None:
-                proprio = _pose_proprio(pose, self.policy.model.config.proprio_dim, self._last_command)
+                last = self._last_command.gripper if self._last_command is not None else None
+                proprio = pose_proprio(pose.position, pose.orientation, last, self.policy.model.config.proprio_dim)
             return PlanRequest(Observation(frames, self._instruction, proprio, stamp), pose, self.episode)
 
     def compute_plan(self, request: PlanRequest) -> Plan:
@@ -419,10 +421,3 @@ def _blend(old: Plan, new: Plan, weight_old: float) -> None:
             new.deltas[i] = weight_old * old.deltas[j] + (1 - weight_old) * new.deltas[i]
             if new.positions is not None and old.positions is not None:
                 new.positions[i] = weight_old * old.positions[j] + (1 - weight_old) * new.positions[i]
-
-
-def _pose_proprio(pose: Pose, dim: int, last: StepCommand | None) -> np.ndarray:
-    """The policy's proprio: end-effector position (3), orientation quaternion x, y, z, w (4) and the
-    last gripper command (1 = open before any command): 8 values, padded or cut to ``dim``."""
-    values = np.concatenate([pose.position, pose.orientation, [last.gripper if last is not None else 1.0]])
-    return np.resize(values, dim) if len(values) < dim else values[:dim]

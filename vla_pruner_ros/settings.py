@@ -19,7 +19,7 @@ from .errors import SettingsError
 from .pruning import METHOD_CONFIGS, PrunerConfig, PrunerError, method_config
 from .safety import SafetyConfig
 
-DEFAULT_MODEL = "embedded"  # the simulator-trained model shipped in the package (vla_pruner_ros/models/sim_tabletop)
+DEFAULT_MODEL = "embedded"  # the simulator-trained model shipped in the package (vla_pruner_ros/weights/sim_tabletop)
 DEFAULT_ACTION_NAMES = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 # How the simulated arm is driven (eval, DAgger recording, sim.launch.py): 5 Hz, and a new chunk
 # every 2 executed steps, which the embedded model succeeds with most often (BENCHMARKS.md).

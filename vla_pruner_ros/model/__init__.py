@@ -30,7 +30,7 @@ PI0_PRESETS = ("pi0-tiny", "pi0-small", "pi0")  # transformers' PI0 with random 
 # published sizes
 PRESET_NAMES = (*OPENVLA_PRESETS, *PI0_PRESETS)
 EMBEDDED = "embedded"  # the model trained on the simulator and shipped in the package
-EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "models" / "sim_tabletop"
+EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "weights" / "sim_tabletop"
 
 
 def embedded_available() -> bool:

@@ -15,7 +15,7 @@ from ..factory import build_policy, load_settings_model
 from ..policy import VLAPolicy
 from ..safety import SafetyFilter
 from ..settings import SIM_CONTROL, NodeSettings, settings_from_flat
-from .env import LIMITS, Observation
+from .env import LIMITS, SensorReadings
 
 T_START = 1.0  # simulation time of an episode's first step (a zero stamp means "unset" to ROS tools)
 
@@ -51,7 +51,7 @@ class PolicyDriver:
         self.core.set_instruction(instruction)
         self.t = T_START
 
-    def act(self, obs: Observation) -> tuple[np.ndarray, Plan | None]:
+    def act(self, obs: SensorReadings) -> tuple[np.ndarray, Plan | None]:
         """The 7-D action for this step and the chunk planned at it (None when none was due)."""
         core, t = self.core, self.t
         if len(obs.images) < self.cameras:

@@ -47,7 +47,9 @@ LIMITS = SafetyConfig(max_translation_step=0.05, max_rotation_step=0.25, workspa
 
 
 @dataclass
-class Observation:
+class SensorReadings:
+    """What the simulator shows the robot at a step: camera frames, end-effector pose, gripper opening."""
+
     image: np.ndarray  # (S, S, 3) uint8 RGB, third-person camera
     ee_position: np.ndarray  # (3,)
     ee_orientation: np.ndarray  # (4,) x, y, z, w
@@ -87,7 +89,7 @@ class TabletopEnv:
     def __init__(self, image_size: int = 128, control_hz: float = 5.0, substep_s: float = 0.002,
                  start_spread: float = 1.0, wrist: bool = False) -> None:
         """``start_spread`` scales START_SPREAD (0: the hand always starts at HOME; scenes are the same).
-        ``wrist``: also render the wrist camera (``Observation.wrist``)."""
+        ``wrist``: also render the wrist camera (``SensorReadings.wrist``)."""
         if start_spread < 0:
             raise SettingsError(f"start_spread={start_spread} must be >= 0")
         self.start_spread, self.wrist = start_spread, wrist
@@ -194,7 +196,7 @@ class TabletopEnv:
 </mujoco>"""
 
     # ---- API --------------------------------------------------------------------------------------
-    def reset(self, seed: int, task: Task) -> Observation:
+    def reset(self, seed: int, task: Task) -> SensorReadings:
         if task.family not in FAMILIES:
             raise SettingsError(f"task family {task.family!r} is unknown; expected one of {list(FAMILIES)}")
         rng = np.random.default_rng(seed)
@@ -247,12 +249,12 @@ class TabletopEnv:
     def target(self) -> SceneObject:
         return self.objects[0]
 
-    def observe(self) -> Observation:
+    def observe(self) -> SensorReadings:
         pos, quat = self.ee_pose()
-        return Observation(self.render(), pos, quat, self.gripper_opening(),
+        return SensorReadings(self.render(), pos, quat, self.gripper_opening(),
                            self.render("wrist") if self.wrist else None)
 
-    def step(self, action: np.ndarray) -> tuple[Observation, bool, bool]:
+    def step(self, action: np.ndarray) -> tuple[SensorReadings, bool, bool]:
         """Apply one 7-D delta action; returns (observation, success, done)."""
         a = self.safety.clamp_deltas(np.asarray(action, float).reshape(1, -1))[0]
         pos, quat = self.target_pose()

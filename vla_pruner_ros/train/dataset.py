@@ -26,6 +26,7 @@ from ..episode_topics import (
     WRIST_TOPICS,
 )
 from ..model.vision import resize_frame
+from ..proprio import GRIPPER_OPEN, pose_proprio
 from ..replay.bag import Bag, BagError
 
 # An object below the table top has fallen off it (a push can knock one over the edge); the simulator
@@ -84,15 +85,16 @@ def load_episode(path: Path, image_size: int, resize: str = "cv2_cubic") -> Epis
             raise BagError(f"{path}: {len(wrist)} frames on {wrist_topic} but {len(frames)} on {image_topic}; "
                            "expected one wrist frame per front frame")
         wrist = np.stack(wrist)
-    poses = [np.concatenate(pose_arrays(m.msg)) for m in by_topic[EE_POSE]]
+    poses = [pose_arrays(m.msg) for m in by_topic[EE_POSE]]
     actions = np.array([m.msg.points[0].positions for m in by_topic[EXPERT_ACTION]], np.float32)
     # The proprio ControlCore gives the policy: pose and the last gripper command (1 = open at first),
     # the executed one where a learned policy drove.
     executed = actions
     if EXECUTED_ACTION in by_topic:
         executed = np.array([m.msg.points[0].positions for m in by_topic[EXECUTED_ACTION]], np.float32)
-    last_grip = np.concatenate([[1.0], executed[:, 6]])
-    proprio = np.array([[*pose, last_grip[min(i, len(last_grip) - 1)]] for i, pose in enumerate(poses)], np.float32)
+    last_grip = np.concatenate([[GRIPPER_OPEN], executed[:, 6]])
+    proprio = np.array([pose_proprio(*pose, last_grip[min(i, len(last_grip) - 1)]) for i, pose in enumerate(poses)],
+                       np.float32)
     n = len(frames)
     if len(actions) == n - 1:  # the last frame has no action: hold still with the last gripper command
         actions = np.concatenate([actions, [[0, 0, 0, 0, 0, 0, actions[-1, 6]]]]).astype(np.float32)
