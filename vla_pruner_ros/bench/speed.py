@@ -21,11 +21,10 @@ import numpy as np
 import torch
 
 from ..model import load_model
-from ..model.interface import SelectionInput
 from ..policy import Observation, VLAPolicy
 from ..progress import Progress
 from ..pruning import METHOD_CONFIGS, Pruner, build_pruner
-from ..pruning.base import PrunerConfig, TickContext
+from ..pruning.base import CameraInput, PrunerConfig, TickContext
 from ..synthetic import moving_square_frames
 
 
@@ -57,11 +56,11 @@ class _FloorPruner(Pruner):
     def tick_keep_ratio(self, ctx: TickContext) -> float:
         return 0.0
 
-    def _select_all(self, ctx: TickContext, inp: SelectionInput) -> torch.Tensor:
-        return torch.zeros(inp.visual_hidden.shape[0], 0, dtype=torch.long, device=inp.visual_hidden.device)
+    def camera_budgets(self, ctx: TickContext, sizes: list[int]) -> list[int]:
+        return [0] * len(sizes)
 
-    def select(self, inp, keep, ctx):
-        return self._select_all(ctx, inp)
+    def select(self, inp: CameraInput, keep: int, ctx: TickContext) -> torch.Tensor:
+        return torch.zeros(inp.hidden.shape[0], 0, dtype=torch.long, device=inp.hidden.device)
 
 
 def _git_commit() -> str:

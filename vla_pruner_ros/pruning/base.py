@@ -70,12 +70,18 @@ class Pruner(abc.ABC):
     name: ClassVar[str] = "base"
     config_class: ClassVar[type[PrunerConfig]] = PrunerConfig
     query: ClassVar[str] = "none"  # attention rows needed at layer max(K-1, 0): none | last | text | all
+    # whether ``on_selection`` must run every tick, even when every token is kept (it tracks state there)
+    selects_every_tick: ClassVar[bool] = False
 
     def __init__(self, config: PrunerConfig | None = None) -> None:
         self.config = config or self.config_class()
 
     def new_state(self) -> TemporalState:
-        return TemporalState(window=int(getattr(self.config, "window", 1)))
+        return TemporalState(window=self.history_window())
+
+    def history_window(self) -> int:
+        """Ticks of action attention the temporal state keeps (1 for a method that keeps none)."""
+        return 1
 
     # ---- hooks ------------------------------------------------------------------------------------
     def tick_keep_ratio(self, ctx: TickContext) -> float:
@@ -126,7 +132,7 @@ class Pruner(abc.ABC):
         self.prepare(ctx)
         state.keep_ratio = ctx.keep_ratio
         action_layer = self.action_layer(model_config)
-        if ctx.keep_ratio >= 1.0 and action_layer is None and type(self).on_selection is Pruner.on_selection:
+        if ctx.keep_ratio >= 1.0 and action_layer is None and not self.selects_every_tick:
             return None
         return PruneSpec(self.config.layer, functools.partial(self._select_all, ctx), self.tick_query(state),
                          action_layer)

@@ -57,6 +57,7 @@ def deadline_ratio(history: list[tuple[int, float]], total_tokens: int, deadline
 class HybridPruner(VLAPrunerPruner):
     name = "hybrid"
     config_class = HybridConfig
+    selects_every_tick = True  # on_selection tracks the interaction phase even at keep 1.0
 
     @property
     def tracks_phase(self) -> bool:

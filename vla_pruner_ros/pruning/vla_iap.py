@@ -38,6 +38,7 @@ from .state import INTERACTION
 class VLAIAPPruner(Pruner):
     name = "vla_iap"
     config_class = VLAIAPConfig
+    selects_every_tick = True  # on_selection tracks the interaction phase even at keep 1.0
     query = "text"
 
     def prepare(self, ctx: TickContext) -> None:

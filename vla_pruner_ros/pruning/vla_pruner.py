@@ -39,6 +39,9 @@ class VLAPrunerPruner(Pruner):
     def query(self) -> str:  # type: ignore[override]
         return self.config.semantic_query
 
+    def history_window(self) -> int:
+        return int(self.config.window)
+
     def action_layer(self, model_config: ModelSpec) -> int:
         layer = self.config.action_layer
         if layer is None:
