@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
-from .pruning import METHOD_CONFIGS, PrunerConfig, PrunerError, method_config
+from .pruning import METHOD_CONFIGS, PrunerConfig, PrunerError, method_config, prunes_inside_llm
 from .safety import SafetyConfig
 
 DEFAULT_MODEL = "embedded"  # the simulator-trained model shipped in the package (vla_pruner_ros/weights/sim_tabletop)
@@ -297,7 +297,7 @@ def pruning_config(settings: NodeSettings, model_layer: int | None = None) -> Pr
         params["keep_ratio"] = p.keep_ratio
     if p.layer >= 0:
         params["layer"] = p.layer
-    elif model_layer is not None and METHOD_CONFIGS[p.method]().layer > 0:
+    elif model_layer is not None and prunes_inside_llm(p.method):
         params["layer"] = model_layer
     try:
         return method_config(p.method, **params)

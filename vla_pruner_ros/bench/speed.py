@@ -23,7 +23,7 @@ import torch
 from ..model import load_model
 from ..policy import Observation, VLAPolicy
 from ..progress import Progress
-from ..pruning import METHOD_CONFIGS, Pruner, build_pruner
+from ..pruning import Pruner, build_pruner, prunes_inside_llm
 from ..pruning.base import CameraInput, PrunerConfig, TickContext
 from ..synthetic import moving_square_frames
 
@@ -97,7 +97,7 @@ def run_bench(model: str = "small", head: str = "chunk", methods: tuple[str, ...
         for keep in keeps:
             params = {"keep_ratio": keep}
             k = layer if layer is not None else cfg.prune_layer  # as the node: the model's K when it names one
-            if k is not None and METHOD_CONFIGS[method]().layer > 0:
+            if k is not None and prunes_inside_llm(method):
                 params["layer"] = k
             configs.append((method, keep, build_pruner(method, **params)))
     layers = sorted({p.config.layer for _, _, p in configs[1:]} or {3})

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from .config import METHOD_CONFIGS, PrunerConfig
+from .config import METHOD_CONFIGS, PrunerConfig, prunes_inside_llm
 from .errors import PrunerConfigError, PrunerError, UnknownPrunerError
 from .state import TemporalState
 
@@ -67,4 +67,4 @@ def __getattr__(name: str) -> Any:  # the torch-side names, imported on first us
 
 __all__ = ["METHODS", "METHOD_CONFIGS", "PRUNERS", "CameraInput", "Pruner", "PrunerConfig", "PrunerConfigError",
            "PrunerError", "TemporalState", "TickContext", "UnknownPrunerError", "budget", "build_pruner",
-           "method_config"]
+           "method_config", "prunes_inside_llm"]

@@ -234,3 +234,10 @@ METHOD_CONFIGS: dict[str, type[PrunerConfig]] = {
     "vla_iap": VLAIAPConfig,
     "hybrid": HybridConfig,
 }
+
+
+def prunes_inside_llm(method: str) -> bool:
+    """Whether the method prunes after a decoder layer (K >= 1) by default, so that a model's recommended K
+    (``prune_layer``) or a K given for every method applies to it; methods that select before the LLM
+    (``divprune``, ``vla_iap``: K = 0) keep theirs."""
+    return METHOD_CONFIGS[method]().layer > 0

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..factory import build_policy, load_settings_model
-from ..pruning import METHOD_CONFIGS
+from ..pruning import prunes_inside_llm
 from ..sim_vocabulary import FAMILIES
 from .driver import PolicyDriver, sim_settings
 from .env import TabletopEnv
@@ -119,7 +119,7 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
     try:
         for method, keep in configs:
             # -1: build_policy applies the model's prune_layer (or the method's default K)
-            k = layer if layer is not None and METHOD_CONFIGS[method]().layer > 0 else -1
+            k = layer if layer is not None and prunes_inside_llm(method) else -1
             pruning = dataclasses.replace(base.pruning, method=method, keep_ratio=keep, layer=k)
             policy = build_policy(dataclasses.replace(base, pruning=pruning), model, tokenizer)
             driver = PolicyDriver(policy, base)
