@@ -348,24 +348,25 @@ def test_replay_compares_methods_on_a_pi0_directory(pi0_dir, tmp_path):
     bags = tmp_path / "bags"
     assert main(["sim", "record", "--task", "pick", "--episodes", "1", "--out", str(bags), "--wrist", "--quiet"]) == 0
     report = tmp_path / "r.json"
-    assert main(["replay", str(next(bags.iterdir())), "--model", str(pi0_dir), "--compare", "random,vla_pruner",
+    assert main(["replay", str(next(bags.iterdir())), "--model", str(pi0_dir), "--compare", ",".join(METHODS[1:]),
                  "--keep", "0.25", "--report", str(report), "--quiet"]) == 0
     methods = json.loads(report.read_text())["methods"]
-    assert methods["vla_pruner"]["chunks"] >= 2 and methods["random"]["chunks"] >= 2
-    # both of the bag's cameras, each at its budget
-    assert methods["none"]["visual_tokens_kept"]["of"] == 32
-    assert methods["random"]["effective_keep"] == methods["vla_pruner"]["effective_keep"] == 0.25
+    assert sorted(methods) == sorted(METHODS)
+    assert methods["none"]["visual_tokens_kept"]["of"] == 32  # both of the bag's cameras
+    for name in METHODS[1:]:  # each at its budget, on every chunk
+        assert methods[name]["chunks"] >= 2 and methods[name]["effective_keep"] == 0.25, (name, methods[name])
 
 
-def test_the_node_drives_a_pi0_directory_from_two_cameras_and_the_pose(pi0_dir):
+@pytest.mark.parametrize("method", METHODS)
+def test_the_node_drives_a_pi0_directory_from_two_cameras_and_the_pose(pi0_dir, method):
     """The real node process with a robot's shipped file and the directory as model.path: both cameras and
-    the pose topic (as the state) give pi0's 10-step chunks."""
+    the pose topic (as the state) give pi0's 10-step chunks, with every method."""
     pytest.importorskip("rclpy", reason="the ROS 2 wheels (the 'ros' extra) are not installed")
     from node_process import Tester, interrupt, start
     from std_msgs.msg import String
 
     proc = start(["--ros-args", "--params-file", "config/franka.yaml", "-p", f"model.path:={pi0_dir}",
-                  "-p", "pruning.method:=vla_pruner", "-p", "pruning.keep_ratio:=0.5"])
+                  "-p", f"pruning.method:={method}", "-p", "pruning.keep_ratio:=0.5"])
     t = Tester()
     try:
         t.instruction_pub.publish(String(data="put the bowl on the plate"))

@@ -360,6 +360,59 @@ def batch_losses(model, batch: Batch, kind: str = "l1",
     return loss, aux
 
 
+def _split(data_dir: str | Path, cfg: TrainConfig) -> tuple[list, list]:
+    """(training, validation) episodes: held-out ones validate (else the last tenth of the training ones)."""
+    episodes = load_episodes(data_dir, cfg.image_size, resize=cfg.resize)
+    train_eps = [e for e in episodes if not e.held_out]
+    val_eps = [e for e in episodes if e.held_out] or train_eps[-max(1, len(train_eps) // 10):]
+    if not train_eps:
+        raise TrainError(f"{data_dir} has only held-out episodes; record training ones with --split train")
+    return train_eps, val_eps
+
+
+def _starting_model(cfg: TrainConfig, tokenizer, train_eps: list, ckpt: Path, state: dict | None,
+                    init: str | Path | None, log):
+    """The model to train: the run's own checkpoint when resuming (``state`` given), else ``init``'s weights
+    with this data's statistics, else fresh weights."""
+    if state is not None:
+        return load_checkpoint(ckpt).train()
+    wanted = cfg.model_config(len(tokenizer), norm_stats(train_eps, NORM_KEY))
+    if not init:
+        model = build_model(wanted, seed=cfg.seed).train()
+        init_position_embeddings(model)
+        return model
+    model = load_checkpoint(init).train()
+    # the weights do not depend on the number of cameras (one vision tower sees each frame)
+    if model.config.replace(norm_stats={}, num_cameras=1) != wanted.replace(norm_stats={}, num_cameras=1):
+        raise TrainError(f"--init {init} has other model sizes than the training config; "
+                         f"its config: {model.config.replace(norm_stats={})}")
+    log(f"starting from the weights of {init}" + (
+        f" ({model.config.num_cameras} camera(s) there, {wanted.num_cameras} here)"
+        if model.config.num_cameras != wanted.num_cameras else ""))
+    model.config = wanted
+    return model
+
+
+def _scene_head(cfg: TrainConfig, train_eps: list, train_b: Batches, llm_dim: int, state: dict | None):
+    """The auxiliary scene head (None without ``aux_weight``), after checking the data carries its targets."""
+    if cfg.aux_weight <= 0:
+        return None
+    missing = [e.name for e in train_eps if e.scene is None]
+    if missing:
+        raise TrainError(f"aux_weight={cfg.aux_weight} needs the /scene/target and /scene/plate topics, which "
+                         f"{len(missing)} episode(s) lack (e.g. {missing[0]}); re-record them with "
+                         "`vla-pruner sim record`, or set aux_weight: 0")
+    if cfg.counterfactual and not any(train_b.alternatives):
+        raise TrainError(f"counterfactual={cfg.counterfactual} needs the /scene/object/* topics (every object's "
+                         "pose), which these episodes lack; re-record them with `vla-pruner sim record`, or set "
+                         "counterfactual: 0")
+    torch.manual_seed(cfg.seed)
+    head = SceneHead(llm_dim)
+    if state is not None and state.get("scene_head"):
+        head.load_state_dict(state["scene_head"])
+    return head
+
+
 def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: bool = False, log=None,
           init: str | Path | None = None) -> dict:
     """Train; returns a summary (steps, train/val loss, seconds). Writes ``out_dir/checkpoint``.
@@ -373,55 +426,22 @@ def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: b
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    episodes = load_episodes(data_dir, cfg.image_size, resize=cfg.resize)
-    train_eps = [e for e in episodes if not e.held_out]
-    val_eps = [e for e in episodes if e.held_out] or train_eps[-max(1, len(train_eps) // 10):]
-    if not train_eps:
-        raise TrainError(f"{data_dir} has only held-out episodes; record training ones with --split train")
+    train_eps, val_eps = _split(data_dir, cfg)
     tokenizer = build_tokenizer()
     state_path, ckpt = out_dir / "trainer_state.pt", out_dir / "checkpoint"
+    state = load_trainer_state(state_path) if resume and state_path.exists() else None
     step = 0
-    if resume and state_path.exists():
-        model = load_checkpoint(ckpt).train()
-        state = load_trainer_state(state_path)
+    if state is not None:
         step = int(state["step"])
         rng.bit_generator.state = state["rng"]
         log(f"resuming from step {step}")
-    else:
-        wanted = cfg.model_config(len(tokenizer), norm_stats(train_eps, NORM_KEY))
-        if init:
-            model = load_checkpoint(init).train()
-            # the weights do not depend on the number of cameras (one vision tower sees each frame)
-            if model.config.replace(norm_stats={}, num_cameras=1) != wanted.replace(norm_stats={}, num_cameras=1):
-                raise TrainError(f"--init {init} has other model sizes than the training config; "
-                                 f"its config: {model.config.replace(norm_stats={})}")
-            log(f"starting from the weights of {init}" + (
-                f" ({model.config.num_cameras} camera(s) there, {wanted.num_cameras} here)"
-                if model.config.num_cameras != wanted.num_cameras else ""))
-            model.config = wanted
-        else:
-            model = build_model(wanted, seed=cfg.seed).train()
-            init_position_embeddings(model)
+    model = _starting_model(cfg, tokenizer, train_eps, ckpt, state, init, log)
     mcfg = model.config
     train_b, val_b = Batches(train_eps, tokenizer, mcfg, cfg), Batches(val_eps, tokenizer, mcfg, cfg)
-    scene_head = None
-    if cfg.aux_weight > 0:
-        missing = [e.name for e in train_eps if e.scene is None]
-        if missing:
-            raise TrainError(f"aux_weight={cfg.aux_weight} needs the /scene/target and /scene/plate topics, which "
-                             f"{len(missing)} episode(s) lack (e.g. {missing[0]}); re-record them with "
-                             "`vla-pruner sim record`, or set aux_weight: 0")
-        if cfg.counterfactual and not any(train_b.alternatives):
-            raise TrainError(f"counterfactual={cfg.counterfactual} needs the /scene/object/* topics (every object's "
-                             "pose), which these episodes lack; re-record them with `vla-pruner sim record`, or set "
-                             "counterfactual: 0")
-        torch.manual_seed(cfg.seed)
-        scene_head = SceneHead(mcfg.llm_dim)
-        if resume and state_path.exists() and state.get("scene_head"):
-            scene_head.load_state_dict(state["scene_head"])
+    scene_head = _scene_head(cfg, train_eps, train_b, mcfg.llm_dim, state)
     params = list(model.parameters()) + (list(scene_head.parameters()) if scene_head else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if resume and state_path.exists():
+    if state is not None:
         opt.load_state_dict(state["optimizer"])
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / cfg.steps))), last_epoch=step - 1 if step else -1)
