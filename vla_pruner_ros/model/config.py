@@ -54,8 +54,24 @@ _LLAMA2_7B = dict(
 )
 
 
+class VisualTokens:
+    """Token counts every family's configuration derives from its ``grid`` (patches per side of one camera)
+    and ``num_cameras``."""
+
+    grid: int
+    num_cameras: int
+
+    @property
+    def tokens_per_camera(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def num_visual_tokens(self) -> int:
+        return self.tokens_per_camera * self.num_cameras
+
+
 @dataclass(frozen=True)
-class VLAConfig:
+class VLAConfig(VisualTokens):
     """Every size and convention of one VLA model.
 
     Tower and LLM sizes are kwargs for the transformers config classes
@@ -130,14 +146,6 @@ class VLAConfig:
     def grid(self) -> int:
         """Patches per side of one camera's token grid."""
         return self.image_size // int(self.featurizer["patch_size"])
-
-    @property
-    def tokens_per_camera(self) -> int:
-        return self.grid * self.grid
-
-    @property
-    def num_visual_tokens(self) -> int:
-        return self.tokens_per_camera * self.num_cameras
 
     @property
     def vision_dim(self) -> int:

@@ -32,13 +32,14 @@ from torch import nn
 
 from ..errors import InputError
 from .attention import ATTN_IMPLEMENTATION, RowRequest, request_rows, sync
+from .config import VisualTokens
 from .errors import CheckpointError, ConfigError
 from .interface import CACHE_KWARG, KVCache, Layout, Prediction, PruneSpec, run_pruned_layers, to_visual
 from .pi0_files import NORM_EPS, read_pi0_stats
 
 
 @dataclass(frozen=True)
-class PI0Spec:
+class PI0Spec(VisualTokens):
     """What the policy, the node and the pruners read about a pi0 model (``ModelSpec`` and more)."""
 
     hf_config: Any = field(repr=False, compare=False)  # transformers' PI0Config
@@ -85,14 +86,6 @@ class PI0Spec:
     @property
     def grid(self) -> int:
         return self.image_size // int(self.hf_config.vlm_config.vision_config.patch_size)
-
-    @property
-    def tokens_per_camera(self) -> int:
-        return self.grid * self.grid
-
-    @property
-    def num_visual_tokens(self) -> int:
-        return self.tokens_per_camera * self.num_cameras
 
     @property
     def chunk_len(self) -> int:

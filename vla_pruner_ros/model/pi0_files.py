@@ -51,6 +51,13 @@ def _vector(stats: dict, key: str, where: str) -> list[float]:
     return arr.tolist()
 
 
+def _mean_std(source: dict, where: str, *keys: str) -> dict:
+    """{'default': {'action': {mean, std}, 'proprio': {mean, std}}} from the four named entries (action mean
+    and std, state mean and std)."""
+    a_mean, a_std, s_mean, s_std = (_vector(source, key, where) for key in keys)
+    return {"default": {"action": {"mean": a_mean, "std": a_std}, "proprio": {"mean": s_mean, "std": s_std}}}
+
+
 def read_pi0_stats(path: str | Path) -> tuple[dict, tuple]:
     """({'default': {'action': {mean, std}, 'proprio': {mean, std}}}, image mean/std) from the directory:
     transformers' ``processor_config.json`` (PI0Processor's statistics), else a LeRobot normaliser file
@@ -65,22 +72,13 @@ def read_pi0_stats(path: str | Path) -> tuple[dict, tuple]:
         if "image_mean" in image and "image_std" in image:
             mean_std = (tuple(image["image_mean"]), tuple(image["image_std"]))
         if any(key in data for key in ("state_mean", "actions_mean")):
-            where = str(proc)
-            stats = {"action": {"mean": _vector(data, "actions_mean", where),
-                                "std": _vector(data, "actions_std", where)},
-                     "proprio": {"mean": _vector(data, "state_mean", where),
-                                 "std": _vector(data, "state_std", where)}}
-            return {"default": stats}, mean_std
+            return _mean_std(data, str(proc), "actions_mean", "actions_std", "state_mean", "state_std"), mean_std
     for file in sorted(path.glob("policy_preprocessor_step_*normalizer*.safetensors")):
         from safetensors.torch import load_file
 
         tensors = {k: v.double().reshape(-1).tolist() for k, v in load_file(str(file)).items()}
-        where = str(file)
-        stats = {"action": {"mean": _vector(tensors, "action.mean", where),
-                            "std": _vector(tensors, "action.std", where)},
-                 "proprio": {"mean": _vector(tensors, "observation.state.mean", where),
-                             "std": _vector(tensors, "observation.state.std", where)}}
-        return {"default": stats}, mean_std
+        return _mean_std(tensors, str(file), "action.mean", "action.std", "observation.state.mean",
+                         "observation.state.std"), mean_std
     raise CheckpointError(f"{path} has no normalisation statistics: expected {STAT_FILES[0]} with state_mean, "
                           f"state_std, actions_mean and actions_std (PI0Processor.save_pretrained), or LeRobot's "
                           f"{STAT_FILES[1]}")
