@@ -84,6 +84,63 @@ def frames_of(inp: ReplayInput) -> list[tuple[float, np.ndarray | None]]:
     return out
 
 
+class _Feeder:
+    """Hands a bag's messages to a ``ControlCore`` as the node's callbacks would: frames decoded (a
+    systematic decoding error stops the replay, a bad frame is dropped and counted), a camera gap longer
+    than ``episode_gap_s`` starts an episode, size changes resized or refused; problems go to ``warnings``."""
+
+    def __init__(self, inp: ReplayInput, core: ControlCore, wrist_topic: str | None, warnings: list[str],
+                 t0: float) -> None:
+        self.inp, self.core, self.wrist_topic, self.warnings, self.t0 = inp, core, wrist_topic, warnings, t0
+        self.frame_index, self.bad = -1, 0
+        self.last_image_t: float | None = None
+        self.shape: tuple | None = None
+
+    def _dropped(self, what: str, m: BagMessage, err: Exception) -> None:
+        self.bad += 1
+        if self.bad <= 3:
+            self.warnings.append(f"{what} at {m.time - self.t0:.3f} s dropped: {err}")
+
+    def feed(self, m: BagMessage) -> None:
+        inp, core, at = self.inp, self.core, m.time - self.t0
+        if m.topic == inp.image_topic:
+            self.frame_index += 1
+            try:
+                frame = camera_frame(m.msg)
+            except MessageError as err:
+                if err.reason in ("encoding", "format") and self.shape is None:
+                    raise ReplayError(f"{inp.image_topic}: {err}") from None  # systematic, not one bad frame
+                self._dropped("frame", m, err)
+                return
+            shape = self.shape
+            if shape is not None and frame.shape != shape:
+                if inp.size_change == "stop":
+                    raise ReplayError(f"frame size changed from {shape[1]}x{shape[0]} to "
+                                      f"{frame.shape[1]}x{frame.shape[0]} at {at:.3f} s (camera.size_change: stop)")
+                self.warnings.append(f"frame size changed from {shape[1]}x{shape[0]} to {frame.shape[1]}x"
+                                     f"{frame.shape[0]} at {at:.3f} s; frames are resized to the model")
+            self.shape = frame.shape
+            if self.last_image_t is not None and m.time - self.last_image_t > inp.episode_gap_s:
+                core.reset()
+            self.last_image_t = m.time
+            core.set_image(0, frame, m.time)
+        elif m.topic == self.wrist_topic:
+            try:
+                core.set_image(1, camera_frame(m.msg), m.time)
+            except MessageError as err:
+                self._dropped("wrist frame", m, err)
+        elif m.topic == inp.instruction_topic:
+            try:
+                core.set_instruction(m.msg.data)
+            except InputError as err:
+                self.warnings.append(f"instruction at {at:.3f} s ignored: {err}")
+        elif m.topic == inp.pose_topic:
+            try:
+                core.set_pose(*pose_arrays(m.msg), m.time)
+            except InputError as err:
+                self.warnings.append(f"pose at {at:.3f} s ignored: {err}")
+
+
 def replay_method(inp: ReplayInput, settings: NodeSettings, model, tokenizer, method: str, keep_ratio: float | None,
                   progress=None) -> MethodRun:
     pruning = settings.pruning
@@ -111,58 +168,18 @@ def replay_method(inp: ReplayInput, settings: NodeSettings, model, tokenizer, me
         if not inp.instruction:
             raise ReplayError("the bag has no instruction topic; pass the task with --instruction")
         core.set_instruction(inp.instruction)
-    i, frame_index, last_image_t, shape = 0, -1, None, None
+    feeder = _Feeder(inp, core, wrist_topic, run.warnings, t0)
+    i = 0
     start = time.perf_counter()
-    bad = 0
     for k in range(n_ticks):
         t = t0 + k * dt
         while i < len(inp.messages) and inp.messages[i].time <= t + 1e-9:
-            m = inp.messages[i]
+            feeder.feed(inp.messages[i])
             i += 1
-            if m.topic == inp.image_topic:
-                frame_index += 1
-                try:
-                    frame = camera_frame(m.msg)
-                except MessageError as err:
-                    if err.reason in ("encoding", "format") and shape is None:
-                        raise ReplayError(f"{inp.image_topic}: {err}") from None  # systematic, not one bad frame
-                    bad += 1
-                    if bad <= 3:
-                        run.warnings.append(f"frame at {m.time - t0:.3f} s dropped: {err}")
-                    continue
-                if shape is not None and frame.shape != shape:
-                    if inp.size_change == "stop":
-                        raise ReplayError(f"frame size changed from {shape[1]}x{shape[0]} to "
-                                          f"{frame.shape[1]}x{frame.shape[0]} at {m.time - t0:.3f} s "
-                                          "(camera.size_change: stop)")
-                    run.warnings.append(f"frame size changed from {shape[1]}x{shape[0]} to {frame.shape[1]}x"
-                                        f"{frame.shape[0]} at {m.time - t0:.3f} s; frames are resized to the model")
-                shape = frame.shape
-                if last_image_t is not None and m.time - last_image_t > inp.episode_gap_s:
-                    core.reset()
-                last_image_t = m.time
-                core.set_image(0, frame, m.time)
-            elif m.topic == wrist_topic:
-                try:
-                    core.set_image(1, camera_frame(m.msg), m.time)
-                except MessageError as err:
-                    bad += 1
-                    if bad <= 3:
-                        run.warnings.append(f"wrist frame at {m.time - t0:.3f} s dropped: {err}")
-            elif m.topic == inp.instruction_topic:
-                try:
-                    core.set_instruction(m.msg.data)
-                except InputError as err:
-                    run.warnings.append(f"instruction at {m.time - t0:.3f} s ignored: {err}")
-            elif m.topic == inp.pose_topic:
-                try:
-                    core.set_pose(*pose_arrays(m.msg), m.time)
-                except InputError as err:
-                    run.warnings.append(f"pose at {m.time - t0:.3f} s ignored: {err}")
         plan = core.run_plan(t)
         if plan is not None:
             run.chunks.append(ChunkRecord(k, t, plan.t0, core.episode, plan.deltas.copy(), plan.chunk.stats,
-                                          plan.chunk.kept_tokens, frame_index, policy.state.summary()))
+                                          plan.chunk.kept_tokens, feeder.frame_index, policy.state.summary()))
         cmd = core.command(t)
         if cmd is not None and not cmd.hold:
             run.executed.append((t, core.episode, cmd.delta.copy()))
@@ -172,9 +189,9 @@ def replay_method(inp: ReplayInput, settings: NodeSettings, model, tokenizer, me
         run.ticks = k + 1
         if progress:
             progress(k + 1, n_ticks, time.perf_counter() - start)
-    if bad > 3:
-        run.warnings.append(f"... {bad} undecodable frames in all")
+    if feeder.bad > 3:
+        run.warnings.append(f"... {feeder.bad} undecodable frames in all")
     run.episodes = core.episode
-    run.counters = {**core.counters.as_dict(), "limits_hit": sum(core.safety.hits.values()), "bad_frames": bad}
+    run.counters = {**core.counters.as_dict(), "limits_hit": sum(core.safety.hits.values()), "bad_frames": feeder.bad}
     run.wall_s = time.perf_counter() - start
     return run
