@@ -70,13 +70,7 @@ def run_node_bench(model: str = "tiny", seconds: float = 60.0, camera_hz: float 
     from std_msgs.msg import String
     from trajectory_msgs.msg import JointTrajectory
 
-    env = dict(os.environ)
-    if domain_id is not None:
-        env["ROS_DOMAIN_ID"] = str(domain_id)
-    env.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
-    os.environ.update({k: env[k] for k in saved})  # this process's own participant joins the same domain
+    env, saved = _join_domain(domain_id)
     ns = f"/bench{os.getpid()}"
     node = subprocess.Popen(node_command(ns, model, rate_hz, method, keep_ratio, replan_steps),
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -150,10 +144,30 @@ def run_node_bench(model: str = "tiny", seconds: float = 60.0, camera_hz: float 
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    lat = np.asarray(latencies[n_warm:])
+    settings = {"model": model, "method": method, "keep_ratio": keep_ratio, "seconds": seconds, "camera_hz": camera_hz,
+                "rate_hz": rate_hz, "replan_steps": replan_steps, "frame_size": size}
+    return _report(settings, d1, np.asarray(latencies[n_warm:]), sent, rss_start, rss_end)
+
+
+def _join_domain(domain_id: int | None) -> tuple[dict[str, str], dict[str, str | None]]:
+    """The node's environment (its own ROS domain, loopback discovery) and this process's previous values
+    of those variables; this process joins the same domain until they are restored."""
+    env = dict(os.environ)
+    if domain_id is not None:
+        env["ROS_DOMAIN_ID"] = str(domain_id)
+    env.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
+    os.environ.update({k: env[k] for k in saved})
+    return env, saved
+
+
+def _report(settings: dict, d1: dict[str, str], lat: np.ndarray, sent: int, rss_start: float,
+            rss_end: float) -> dict:
+    """The run's figures from the node's last diagnostics, the measured image-to-chunk latencies (after the
+    first chunk), the frames the camera sent and the node's memory."""
     return {
-        "model": model, "method": method, "keep_ratio": keep_ratio, "seconds": seconds, "camera_hz": camera_hz,
-        "rate_hz": rate_hz, "replan_steps": replan_steps, "frame_size": size,
+        **settings,
         "control_rate_hz": float(d1["control_rate_hz"]), "missed_ticks": int(d1["missed_ticks"]),
         "control_ticks": int(d1["control_ticks"]), "chunks": int(d1["chunks"]),
         "image_to_chunk_ms": {"p50": round(float(np.percentile(lat, 50)), 1),
