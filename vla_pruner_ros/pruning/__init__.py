@@ -41,9 +41,9 @@ def _pruners() -> Mapping[str, type]:
     from .none import NonePruner
     from .random import RandomPruner
     from .vla_iap import VLAIAPPruner
-    from .vla_pruner import VLAPrunerPruner
+    from .vla_pruner import VLAPruner
 
-    registry = {cls.name: cls for cls in (NonePruner, RandomPruner, FastVPruner, DivPrunePruner, VLAPrunerPruner,
+    registry = {cls.name: cls for cls in (NonePruner, RandomPruner, FastVPruner, DivPrunePruner, VLAPruner,
                                           VLAIAPPruner, HybridPruner)}
     assert list(registry) == list(METHOD_CONFIGS), "every method has a config and an algorithm"
     return registry

@@ -36,7 +36,7 @@ from .config import HybridConfig
 from .interaction import anchors, image_priors, update_interaction
 from .scores import cover, top_k, union_then_diversity
 from .state import APPROACH, TemporalState
-from .vla_pruner import VLAPrunerPruner
+from .vla_pruner import VLAPruner
 
 
 def deadline_ratio(history: list[tuple[int, float]], total_tokens: int, deadline_ms: float) -> float | None:
@@ -54,7 +54,7 @@ def deadline_ratio(history: list[tuple[int, float]], total_tokens: int, deadline
     return float(np.clip((deadline_ms - a) / b / total_tokens, 0.0, 1.0))
 
 
-class HybridPruner(VLAPrunerPruner):
+class HybridPruner(VLAPruner):
     name = "hybrid"
     config_class = HybridConfig
     selects_every_tick = True  # on_selection tracks the interaction phase even at keep 1.0

@@ -31,7 +31,7 @@ from .scores import decaying_window, top_k, union_then_diversity
 from .state import TemporalState
 
 
-class VLAPrunerPruner(Pruner):
+class VLAPruner(Pruner):
     name = "vla_pruner"
     config_class = VLAPrunerConfig
 

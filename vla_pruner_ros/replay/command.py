@@ -120,11 +120,11 @@ def run_replay(args: ReplayArgs) -> dict:
     if args.report:
         write_json(args.report, report)
     if args.plots:
-        from .plots import write_plots
+        from ..plots import write_plots
 
         report["plots"] = [str(p) for p in write_plots(runs, reference, tuple(settings.action_names), args.plots, t0)]
     if args.overlays:
-        from .plots import write_overlays
+        from ..plots import write_overlays
 
         written = write_overlays(runs, frames_of(inp), model.config.grid, args.overlays)
         report["overlays"] = len(written)

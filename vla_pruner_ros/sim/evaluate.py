@@ -104,7 +104,7 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
              strip_episodes: int = 1, trace: str | Path | None = None) -> dict:
     """``layer`` sets K for the methods that prune inside the LLM (those pruning before it keep K = 0).
     ``strips``: a folder for ``<family>_<episode>_<method>_<keep>.png`` of the first ``strip_episodes``
-    episodes of each family (see ``replay.plots.strip``); ``trace``: a folder for the per-step CSVs."""
+    episodes of each family (see ``plots.strip``); ``trace``: a folder for the per-step CSVs."""
     base = sim_settings(model_path, params)
     model, tokenizer = load_settings_model(base)
     # Frames at the simulator camera's own size (as recorded and as sim_node publishes); the policy
@@ -163,7 +163,7 @@ def _write_trace(path: Path, rows: list) -> None:
 def _write_strip(path: Path, frames: list, grid: int) -> None:
     import cv2
 
-    from ..replay.plots import strip
+    from ..plots import strip
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(strip(frames, grid), cv2.COLOR_RGB2BGR)):

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..factory import build_policy, load_settings_model
 from ..pruning.scores import decaying_window, sobel_prior, to_grey
-from ..pruning.vla_pruner import VLAPrunerPruner
+from ..pruning.vla_pruner import VLAPruner
 from .driver import PolicyDriver, sim_settings
 from .env import TabletopEnv
 from .evaluate import choose_tasks
@@ -55,7 +55,7 @@ def patch_masks(env: TabletopEnv, camera: str, grid: int, min_share: float = 0.2
     return out
 
 
-class _ScoreRecorder(VLAPrunerPruner):
+class _ScoreRecorder(VLAPruner):
     """vla_pruner at keep 1.0 (the model runs unpruned) that keeps the scores it would select by."""
 
     def on_selection(self, ctx, inp) -> None:

@@ -1,13 +1,16 @@
-"""Replay figures (matplotlib, PNG) and kept-token overlays (PNG files or one MP4)."""
+"""Figures shared by replay and the simulator's evaluation: replay plots (matplotlib, PNG), kept-token
+overlays (PNG files or one MP4) and strips of kept tokens."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from .replayer import MethodRun
+if TYPE_CHECKING:  # a type only: the simulator draws strips without importing replay
+    from .replay.replayer import MethodRun
 
 
 def _pyplot():
