@@ -151,6 +151,37 @@ def test_training_and_policy_normalise_proprio_alike(episodes_dir, tmp_path):
                           atol=1e-6)
 
 
+def test_training_sees_the_proprio_the_running_policy_was_fed(tmp_path, monkeypatch):
+    """The two paths to the proprio, against each other: an episode driven by the embedded policy (DAgger with
+    beta 0: every executed action is the policy's), the proprio ControlCore fed the policy at each plan, and
+    the proprio training reads for the same frame from the recorded bag."""
+    from vla_pruner_ros.model import embedded_available
+    from vla_pruner_ros.settings import SIM_CONTROL
+    from vla_pruner_ros.sim.driver import T_START
+
+    if not embedded_available():
+        pytest.skip("the embedded model is not installed")
+    fed: dict[float, np.ndarray] = {}
+    step = VLAPolicy.step
+
+    def spy(self, obs):
+        fed[round(float(obs.stamp), 6)] = np.asarray(obs.proprio, float)
+        return step(self, obs)
+
+    monkeypatch.setattr(VLAPolicy, "step", spy)
+    assert main(["sim", "record", "--task", "pick", "--episodes", "1", "--out", str(tmp_path), "--wrist",
+                 "--policy", "embedded", "--beta", "0", "--quiet"]) == 0
+    episode = load_episodes(tmp_path, 48)[0]
+    dt = 1.0 / SIM_CONTROL["control.rate_hz"]  # the simulator's step, the recorded frames' spacing
+    compared = 0
+    for stamp, proprio in fed.items():
+        i = int(round((stamp - T_START) / dt))
+        if i < len(episode.proprio):
+            np.testing.assert_allclose(episode.proprio[i], proprio, atol=1e-6, err_msg=f"frame {i}")
+            compared += 1
+    assert compared >= 3, (compared, len(fed))
+
+
 def test_position_code_and_loss_choice():
     import math
 
