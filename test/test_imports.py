@@ -54,3 +54,18 @@ def test_sim_and_train_do_not_import_each_other():
             bad = sorted(m for m in _imports(path) if m == f"vla_pruner_ros.{other}" or
                          m.startswith(f"vla_pruner_ros.{other}."))
             assert not bad, f"{path.name} in {here}/ imports {bad}"
+
+
+def test_every_code_folder_is_a_package_that_a_plain_install_ships():
+    """setup.py ships the packages find_packages finds: a folder of modules without __init__.py would be left
+    out of a non-editable install (only data folders may lack one)."""
+    from pathlib import Path
+
+    from setuptools import find_packages
+
+    root = Path(__file__).resolve().parents[1]
+    found = set(find_packages(str(root), include=["vla_pruner_ros", "vla_pruner_ros.*"]))
+    for folder in (root / "vla_pruner_ros").rglob("*"):
+        if folder.is_dir() and any(folder.glob("*.py")) and "__pycache__" not in folder.parts:
+            name = ".".join(folder.relative_to(root).parts)
+            assert name in found, f"{name} has Python modules but no __init__.py: a plain pip install leaves it out"
