@@ -110,12 +110,16 @@ def test_a_step_prints_no_deprecation_warning():
     """transformers' decoder layers are called with their current arguments (no FutureWarning for users)."""
     import warnings
 
-    for head in ("tokens", "chunk"):
-        model, tok = tiny(head)
+    from vla_pruner_ros.model import load_model
+
+    for head in ("tokens", "chunk", "pi0"):
+        model, tok = load_model("pi0-tiny") if head == "pi0" else tiny(head)
         policy = VLAPolicy(model, tok, build_pruner("fastv", keep_ratio=0.5, layer=2))
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            policy.step(Observation([frames(1)[0]], "pick up the red cube"))
+        proprio = np.zeros(8) if head == "pi0" else None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            policy.step(Observation([frames(1)[0]], "pick up the red cube", proprio))
+        assert [str(w.message) for w in caught] == [], head
 
 
 def test_the_prompt_is_openvlas_lower_cased_instruction_with_its_punctuation():

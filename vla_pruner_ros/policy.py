@@ -18,7 +18,14 @@ import numpy as np
 import torch
 
 from .errors import InputError, NonFiniteActionError, SettingsError
-from .model.actions import ActionNormalizer, normalize_bounds, normalize_masked, stat_bounds, stat_mean_std
+from .model.actions import (
+    ActionNormalizer,
+    normalize_bounds,
+    normalize_masked,
+    normalize_mean_std,
+    stat_bounds,
+    stat_mean_std,
+)
 from .model.family import FamilyModel
 from .pruning import Pruner, build_pruner
 from .settings import DEFAULT_ACTION_NAMES
@@ -127,7 +134,7 @@ class VLAPolicy:
             mean, std = stat_mean_std(stats, where)
             if len(mean) != mcfg.proprio_dim:
                 raise SettingsError(f"{where} has {len(mean)} dimensions; the model takes {mcfg.proprio_dim}")
-            return lambda x: (np.asarray(x, dtype=np.float64) - mean) / (std + mcfg.norm_eps)
+            return functools.partial(normalize_mean_std, mean=mean, std=std, eps=mcfg.norm_eps)
         if mcfg.head == "oft" and mcfg.proprio_dim:
             low, high, mask = stat_bounds(stats, mcfg.norm_type, where)
             if len(low) != mcfg.proprio_dim:

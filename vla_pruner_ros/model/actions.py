@@ -72,6 +72,11 @@ def stat_bounds(stats: dict[str, Any], norm_type: str, where: str) -> tuple[np.n
     return low, high, mask
 
 
+def normalize_mean_std(x: np.ndarray, mean: np.ndarray, std: np.ndarray, eps: float) -> np.ndarray:
+    """pi0's (and LeRobot's) normalisation, as PI0Processor.normalize: ``(x - mean) / (std + eps)``."""
+    return (np.asarray(x, dtype=np.float64) - mean) / (std + eps)
+
+
 def stat_mean_std(stats: dict[str, Any], where: str) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std) of one statistics entry (``mean_std``: pi0's and LeRobot's normalisation)."""
     if not stats or "mean" not in stats or "std" not in stats:
@@ -91,24 +96,26 @@ class ActionNormalizer:
                  norm_type: str = "bounds_q99", eps: float = 0.0) -> None:
         self.key = resolve_unnorm_key(norm_stats, unnorm_key)
         where = f"norm_stats[{self.key!r}].action"
+        self.norm_type, self.eps = norm_type, eps
         if norm_type == "mean_std":
-            mean, std = stat_mean_std(norm_stats[self.key].get("action"), where)
-            # as bounds: x = -1 maps to mean - std - eps, x = 1 to mean + std + eps
-            self.low, self.high, self.mask = mean - std - eps, mean + std + eps, np.ones(len(mean), dtype=bool)
-            eps = 0.0
+            self.mean, self.std = stat_mean_std(norm_stats[self.key].get("action"), where)
+            dims = len(self.mean)
         else:
             self.low, self.high, self.mask = stat_bounds(norm_stats[self.key].get("action"), norm_type, where)
-        self.eps = eps
-        if len(self.low) != action_dim:
-            raise UnnormKeyError(
-                f"norm_stats[{self.key!r}].action has {len(self.low)} dimensions; "
-                f"the model has action_dim={action_dim}")
+            dims = len(self.low)
+        if dims != action_dim:
+            raise UnnormKeyError(f"norm_stats[{self.key!r}].action has {dims} dimensions; "
+                                 f"the model has action_dim={action_dim}")
 
     def unnormalize(self, normalized: np.ndarray) -> np.ndarray:
         x = np.asarray(normalized, dtype=np.float64)
+        if self.norm_type == "mean_std":
+            return x * (self.std + self.eps) + self.mean
         return np.where(self.mask, 0.5 * (x + 1.0) * (self.high - self.low + self.eps) + self.low, x)
 
     def normalize(self, actions: np.ndarray) -> np.ndarray:
+        if self.norm_type == "mean_std":
+            return normalize_mean_std(actions, self.mean, self.std, self.eps)
         a = np.asarray(actions, dtype=np.float64)
         span = np.where(self.high > self.low, self.high - self.low, 1.0)
         return np.where(self.mask, np.clip(2.0 * (a - self.low) / span - 1.0, -1.0, 1.0), a)

@@ -20,6 +20,7 @@ statistics. References read (not copied): transformers ``models/pi0``, lerobot `
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,8 +72,6 @@ class PI0Spec(VisualTokens):
             raise ConfigError(f"prune_layer={self.prune_layer} must be in [1, {self.num_layers - 1}]")
 
     def replace(self, **changes) -> PI0Spec:
-        import dataclasses
-
         return dataclasses.replace(self, **changes)
 
     @property
@@ -274,12 +273,13 @@ class PI0VLA(nn.Module):
         device = x_t.device
         positions = (layout.length + torch.arange(n, device=device)).expand(b, -1)
         cos, sin = expert.rotary_emb(x_t, positions)
-        masks = []  # per layer: every row sees the prefix; the state row not the actions; actions see all
-        for i in range(cfg.num_layers):
+        by_length: dict[int, torch.Tensor] = {}  # full below K, kept from K: two prefix lengths at most
+        for i in range(cfg.num_layers):  # every row sees the prefix; the state row not the actions; actions see all
             s = cache.keys[i].shape[-2]
-            mask = torch.ones(b, 1, n, s + n, dtype=torch.bool, device=device)
-            mask[:, :, 0, s + 1:] = False
-            masks.append(mask)
+            if s not in by_length:
+                by_length[s] = torch.ones(b, 1, n, s + n, dtype=torch.bool, device=device)
+                by_length[s][:, :, 0, s + 1:] = False
+        masks = [by_length[cache.keys[i].shape[-2]] for i in range(cfg.num_layers)]
         view = _PrefixView(cache)
         dt = -1.0 / cfg.num_steps
         attention_sum = None
@@ -311,6 +311,8 @@ class PI0VLA(nn.Module):
 # ---- checkpoints --------------------------------------------------------------------------------------
 # The expert's token embedding: PI0 feeds the expert embeddings, never token ids, so a checkpoint may leave it out
 UNUSED = {"model.dit.embed_tokens.weight"}
+
+
 def pi0_spec(hf_config, norm_stats: dict, mean_std: tuple, num_cameras: int | None = None) -> PI0Spec:
     stats = norm_stats["default"]
     return PI0Spec(hf_config, num_cameras=num_cameras or 1, action_dim=len(stats["action"]["mean"]),
@@ -437,8 +439,6 @@ def build_pi0_preset(name: str, num_cameras: int = 1, seed: int = 0, device="cpu
     if name == "pi0-tiny":  # 4 layers: the in-LLM methods prune after the first, as on the shipped OpenVLA model
         spec = spec.replace(prune_layer=1)
     return PI0VLA(model, spec), tokenizer
-
-
 
 
 def _stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
