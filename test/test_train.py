@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -63,11 +64,12 @@ def test_episodes_end_where_an_object_falls_off_the_table(episodes_dir):
 
 def test_train_resume_and_use(episodes_dir, tmp_path):
     cfg = tmp_path / "train.yaml"
-    cfg.write_text(json.dumps({**SMALL, "steps": 3}))
+    cfg.write_text(json.dumps({**SMALL, "steps": 3, "drop_keep": [1.0, 0.25]}))
     out = tmp_path / "run"
     assert main(["train", "--data", str(episodes_dir), "--config", str(cfg), "--out", str(out)]) == 0
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 3 and np.isfinite(summary["train_loss"]) and np.isfinite(summary["val_loss"])
+    assert np.isfinite(summary["val_loss_keep_0.25"]) and summary["val_loss_keep_0.25"] != summary["val_loss"]
     assert main(["train", "--data", str(episodes_dir), "--config", str(cfg), "--out", str(out), "--steps", "4",
                  "--resume"]) == 0
     assert json.loads((out / "train_summary.json").read_text())["steps"] == 4
@@ -113,7 +115,10 @@ def test_shipped_training_configs_are_valid():
 
     root = Path(__file__).resolve().parents[1] / "config"
     one, two = TrainConfig.from_file(root / "train.yaml"), TrainConfig.from_file(root / "train_wrist.yaml")
-    assert (one.cameras, two.cameras) == (1, 2)
+    drop = TrainConfig.from_file(root / "train_drop.yaml")
+    assert (one.cameras, two.cameras, drop.cameras) == (1, 2, 2)
+    assert (one.drop_keep, two.drop_keep, drop.drop_keep) == ((1.0,), (1.0,), (1.0, 0.5, 0.25, 0.125))
+    assert dataclasses.replace(drop, drop_keep=(1.0,)) == two
     # the same model sizes: a one-camera checkpoint initialises the two-camera run
     sizes = ("image_size", "patch_size", "vision_dim", "vision_layers", "llm_dim", "llm_layers", "llm_mlp")
     assert [getattr(one, k) for k in sizes] == [getattr(two, k) for k in sizes]
@@ -340,3 +345,44 @@ def test_patch_colour_labels_of_a_painted_frame():
     want[0] = 1 + list(COLORS).index("blue")
     want[2 * 6 + 5] = 1 + list(COLORS).index("orange")
     assert patch_colours(img, 8).tolist() == want.tolist()
+
+
+def test_token_drop_training_sees_what_random_pruning_leaves(tmp_path):
+    """drop_keep < 1: each sample keeps round(keep * M_c) random tokens of each camera after layer K, and the
+    training loss is the loss of the run-time pruned forward (``model.predict`` with the same tokens kept)."""
+    import torch
+
+    from vla_pruner_ros.model import build_model, build_tokenizer
+    from vla_pruner_ros.model.interface import PruneSpec
+    from vla_pruner_ros.train.trainer import Batches, batch_losses, final_hidden, random_drop
+
+    out = tmp_path / "wrist"
+    assert main(["sim", "record", "--wrist", "--task", "pick", "--episodes", "1", "--out", str(out),
+                 "--split", "all", "--quiet"]) == 0
+    cfg = TrainConfig(**{**SMALL, "llm_layers": 3}, cameras=2, prune_layer=2, drop_keep=[1.0, 0.25])
+    assert cfg.drop_keep == (1.0, 0.25)
+    eps = load_episodes(out, cfg.image_size)
+    tok = build_tokenizer()
+    model = build_model(cfg.model_config(len(tok), norm_stats(eps, "sim_tabletop"))).eval()
+    batch = Batches(eps, tok, model.config, cfg).make([(0, t) for t in range(4)], None)
+    m = model.config.tokens_per_camera  # 64 per camera
+    chosen = []
+
+    def recorded(inp):
+        chosen.append(random_drop(0.25, torch.Generator().manual_seed(5))(inp))
+        return chosen[-1]
+
+    with torch.no_grad():
+        loss, _ = batch_losses(model, batch, "mse", keep=0.25, generator=torch.Generator().manual_seed(5))
+        pred = model.predict(batch.pixel, batch.ids, batch.proprio, PruneSpec(cfg.prune_layer, recorded))
+        run_time = (pred.actions - batch.targets).pow(2).mean(dim=(1, 2)).mean()
+        unpruned, _ = batch_losses(model, batch, "mse")
+        hidden, layout, _, dropped = final_hidden(model, batch, 0.25, torch.Generator().manual_seed(5))
+    keep = chosen[0]
+    assert keep.shape == (4, 2 * 16) and dropped == 2 * (m - 16)
+    assert ((keep[:, :16] < m).all() and (keep[:, 16:] >= m).all())  # 16 of each camera's 64
+    assert len({tuple(r) for r in keep.tolist()}) == 4  # each sample its own draw
+    assert torch.isclose(loss, run_time, atol=1e-6) and not torch.isclose(loss, unpruned, atol=1e-6)
+    assert hidden.shape[1] == layout.length - dropped
+    with pytest.raises(TrainError, match="drop_keep"):
+        TrainConfig(drop_keep=[0.0])

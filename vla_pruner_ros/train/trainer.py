@@ -28,8 +28,10 @@ from ..errors import VLAPrunerError
 from ..model import build_model, build_tokenizer, load_checkpoint, save_checkpoint
 from ..model.actions import ActionNormalizer, normalize_bounds
 from ..model.config import RESIZES, VLAConfig
+from ..model.interface import PruneSpec, SelectionInput
 from ..model.tokenizer import encode_prompt
 from ..model.vision import preprocess_images
+from ..pruning.base import budget
 from ..sim_vocabulary import COLORS
 from ..yaml_file import load_yaml
 from .dataset import Episode, chunk_targets, load_episodes, norm_stats
@@ -92,6 +94,10 @@ class TrainConfig:
     val_every: int = 250
     save_every: int = 250
     cameras: int = 1  # 1: the front camera; 2: front + wrist (episodes recorded with sim record --wrist)
+    # Keep ratios for random visual-token dropping: each batch draws one, and below 1.0 every sample keeps
+    # that share of each camera's tokens, uniformly at random, after layer prune_layer (as `random` prunes
+    # at run time), so the model learns to act on what pruning leaves. (1.0,) = never drop.
+    drop_keep: tuple[float, ...] = (1.0,)
     seed: int = 0
     threads: int = 0  # 0 = torch's default
 
@@ -116,6 +122,10 @@ class TrainConfig:
             raise TrainError(f"counterfactual={self.counterfactual}; expected a share in [0, 1)")
         if self.counterfactual and not self.aux_weight:
             raise TrainError("counterfactual samples train only the auxiliary scene loss; they need aux_weight > 0")
+        object.__setattr__(self, "drop_keep", tuple(self.drop_keep) if isinstance(self.drop_keep, (list, tuple))
+                           else (self.drop_keep,))
+        if not self.drop_keep or not all(isinstance(k, (int, float)) and 0 < k <= 1 for k in self.drop_keep):
+            raise TrainError(f"drop_keep={list(self.drop_keep)}; expected a list of keep ratios in (0, 1]")
         for name in ("batch_size", "steps", "val_every", "save_every"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name}={getattr(self, name)} must be >= 1")
@@ -326,24 +336,44 @@ class Batches:
                 yield self.make(bucket[k:k + self.cfg.batch_size], None)
 
 
-def final_hidden(model, batch: Batch):
-    """Final hidden states (B, L, d) of the whole sequence, unpruned, its Layout and the visual tokens."""
+def random_drop(keep: float, generator: torch.Generator):
+    """A selector keeping ``budget(keep, M_c)`` uniformly random tokens of each camera, per sample."""
+    def select(inp: SelectionInput) -> torch.Tensor:
+        b = inp.visual_hidden.shape[0]
+        picks = []
+        for start, end in inp.layout.visual:
+            m = end - start
+            order = torch.rand(b, m, generator=generator).argsort(dim=1)
+            picks.append(order[:, :budget(keep, m)] + (start - inp.layout.visual_start))
+        return torch.cat(picks, dim=1).sort(dim=1).values.to(inp.visual_hidden.device)
+    return select
+
+
+def final_hidden(model, batch: Batch, keep: float = 1.0, generator: torch.Generator | None = None):
+    """Final hidden states of the sequence, its Layout, the visual tokens and the number of visual rows
+    dropped; ``keep`` < 1 drops visual tokens at random after layer K (``random_drop``). Every row after the
+    visual span sits that many rows earlier in the hidden states."""
     visual = model.encode_images(batch.pixel)
     embeds, layout = model.build_inputs(visual, batch.ids, batch.proprio)
-    return model.run_llm(embeds, layout).hidden, layout, visual
+    prune = None
+    if keep < 1.0:
+        prune = PruneSpec(model.config.prune_layer, random_drop(keep, generator or torch.Generator()))
+    res = model.run_llm(embeds, layout, prune)
+    return res.hidden, layout, visual, embeds.shape[1] - res.hidden.shape[1]
 
 
 def action_rows(model, batch: Batch) -> torch.Tensor:
     """Final hidden states (B, chunk_len * A, d) of the action query rows, unpruned."""
-    hidden, layout, _ = final_hidden(model, batch)
+    hidden, layout, _, _ = final_hidden(model, batch)
     return hidden[:, torch.arange(*layout.readout)]
 
 
-def batch_losses(model, batch: Batch, kind: str = "l1",
-                 scene_head: SceneHead | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(chunk regression loss (``kind`` from LOSSES) in normalised action units, auxiliary scene MSE or None)."""
-    hidden, layout, visual = final_hidden(model, batch)
-    rows = hidden[:, torch.arange(*layout.readout)]
+def batch_losses(model, batch: Batch, kind: str = "l1", scene_head: SceneHead | None = None, keep: float = 1.0,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(chunk regression loss (``kind`` from LOSSES) in normalised action units, auxiliary scene MSE or None),
+    with random visual-token dropping at ``keep`` < 1 (``final_hidden``)."""
+    hidden, layout, visual, dropped = final_hidden(model, batch, keep, generator)
+    rows = hidden[:, torch.arange(*layout.readout) - dropped]
     per_sample = LOSSES[kind](model.action_head(rows) - batch.targets).mean(dim=(1, 2))
     loss = (per_sample * batch.weight).sum() / batch.weight.sum().clamp(min=1.0)
     if scene_head is None:
@@ -351,7 +381,7 @@ def batch_losses(model, batch: Batch, kind: str = "l1",
     aux = (scene_head(rows) - batch.scene).pow(2).mean()
     has = batch.word >= 0
     if has.any():  # the ids' token j (j >= 1; 0 is BOS) sits at row text[0] + j - 1
-        word_rows = hidden[torch.nonzero(has)[:, 0], layout.text[0] + batch.word[has] - 1]
+        word_rows = hidden[torch.nonzero(has)[:, 0], layout.text[0] + batch.word[has] - 1 - dropped]
         aux = aux + (scene_head.word(word_rows) - batch.named[has]).pow(2).mean()
     weights = torch.ones(len(COLORS) + 1)
     weights[0] = BACKGROUND_WEIGHT
@@ -449,12 +479,15 @@ def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: b
         f"{sum(p.numel() for p in model.parameters()):,} parameters; {mcfg.tokens_per_camera} visual tokens")
     start, losses, aux_losses, val, first = time.time(), [], [], float("nan"), step
 
-    def validate() -> float:
+    low = min(cfg.drop_keep)  # validated unpruned, and at the lowest drop ratio when training drops tokens
+
+    def validate(keep: float = 1.0) -> float:
         model.eval()
         with torch.no_grad():
             total, n = 0.0, 0
-            for batch in val_b.all_batches():
-                total += float(batch_losses(model, batch)[0]) * len(batch.ids)
+            for k, batch in enumerate(val_b.all_batches()):
+                g = torch.Generator().manual_seed(k)  # the same draws at every validation
+                total += float(batch_losses(model, batch, keep=keep, generator=g)[0]) * len(batch.ids)
                 n += len(batch.ids)
         model.train()
         return total / max(n, 1)
@@ -465,8 +498,11 @@ def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: b
                     "scene_head": scene_head.state_dict() if scene_head else None,
                     "config": dataclasses.asdict(cfg)}, state_path)
 
+    val_low = float("nan")
     while step < cfg.steps:
-        loss, aux = batch_losses(model, train_b.sample(rng), cfg.loss, scene_head)
+        keep = cfg.drop_keep[int(rng.integers(len(cfg.drop_keep)))] if len(cfg.drop_keep) > 1 else cfg.drop_keep[0]
+        drop = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # the same draws when resumed
+        loss, aux = batch_losses(model, train_b.sample(rng), cfg.loss, scene_head, keep, drop)
         opt.zero_grad()
         (loss if aux is None else loss + cfg.aux_weight * aux).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -479,12 +515,15 @@ def train(data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, resume: b
             rate = (step - first) / max(time.time() - start, 1e-9)
             log(f"step {step}/{cfg.steps}  {cfg.loss} {np.mean(losses[-10:]):.4f}  "
                 f"scene {np.mean(aux_losses[-10:]):.4f}  val L1 {val:.4f}  "
+                + (f"(keep {low:g}: {val_low:.4f})  " if low < 1 else "") +
                 f"lr {schedule.get_last_lr()[0]:.2e}  {rate:.2f} steps/s")
         if step % cfg.val_every == 0 or step == cfg.steps:
             val = validate()
+            val_low = validate(low) if low < 1 else val
         if step % cfg.save_every == 0 or step == cfg.steps:
             save()
     summary = {"steps": step, "train_loss": float(np.mean(losses[-50:])) if losses else None, "val_loss": val,
+               **({f"val_loss_keep_{low:g}": val_low} if low < 1 else {}),
                "seconds": round(time.time() - start, 1), "train_episodes": len(train_eps),
                "val_episodes": len(val_eps), "checkpoint": str(ckpt)}
     (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
