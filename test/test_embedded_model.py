@@ -65,7 +65,8 @@ def test_model_prune_layer_applies_when_the_layer_is_left_unset():
 
     model, tok = load_settings_model(NodeSettings())
     layer = {}
-    for method, k in (("fastv", -1), ("vla_pruner", -1), ("divprune", -1), ("fastv", 2)):
-        s = settings_from_flat({"pruning.method": method, "pruning.keep_ratio": 0.25, "pruning.layer": k})
+    for method, k in (("fastv", None), ("vla_pruner", None), ("divprune", None), ("fastv", 2)):
+        given = {} if k is None else {"pruning.layer": k}  # not set: left out, as in the shipped YAML files
+        s = settings_from_flat({"pruning.method": method, "pruning.keep_ratio": 0.25, **given})
         layer[(method, k)] = build_policy(s, model, tok).pruner.config.layer
-    assert layer == {("fastv", -1): 1, ("vla_pruner", -1): 1, ("divprune", -1): 0, ("fastv", 2): 2}
+    assert layer == {("fastv", None): 1, ("vla_pruner", None): 1, ("divprune", None): 0, ("fastv", 2): 2}

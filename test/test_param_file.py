@@ -10,12 +10,12 @@ import pytest
 
 from vla_pruner_ros.cli import main
 from vla_pruner_ros.param_file import ParamFileError, check_ros_args, read_param_file
-from vla_pruner_ros.settings import flat_defaults
+from vla_pruner_ros.settings import declared_types
 
 rclpy = pytest.importorskip("rclpy", reason="the ROS 2 wheels (the 'ros' extra) are not installed")
 
 ROOT = Path(__file__).resolve().parents[1]
-DECLARED = {k: v for k, (v, _) in flat_defaults().items()}
+DECLARED = declared_types()
 
 
 def rcl_values(path: Path, node: str = "n") -> dict | str:

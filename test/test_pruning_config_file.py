@@ -55,3 +55,35 @@ def test_overrides_and_errors(tmp_path):
         load_pruner(tmp_path / "typo.yaml")
     with pytest.raises(SettingsError, match="pruning.method='fast' is unknown"):
         load_pruner(CONFIG, method="fast")
+
+
+def test_not_set_is_left_out_never_a_magic_value(tmp_path, capsys):
+    """Parameters without a default are None until given; the old "not set" values are refused with the fix."""
+    from vla_pruner_ros.cli import main
+    from vla_pruner_ros.settings import parameters, settings_from_flat
+
+    s = settings_from_flat({})
+    assert (s.pruning.layer, s.model.head, s.model.unnorm_key, s.model.chunk_len, s.model.num_cameras) == (None,) * 5
+    assert s.method_params["hybrid"]["deadline_ms"] is None and s.method_params["vla_pruner"]["action_layer"] is None
+    assert settings_from_flat({"pruning.hybrid.deadline_ms": None}).method_params["hybrid"]["deadline_ms"] is None
+    assert str(parameters()["pruning.layer"].type) == "an integer" and parameters()["pruning.layer"].default is None
+    for line, fix in (("pruning:\n      layer: -1", "pruning.layer=-1 must be a layer index >= 0; leave it out"),
+                      ("model:\n      unnorm_key: ''", "model.unnorm_key is empty; .* or leave it out"),
+                      ("model:\n      head: ''", "model.head=''; expected 'tokens' or 'chunk' \\(leave it out"),
+                      ("model:\n      chunk_len: 0", "model.chunk_len=0 must be >= 1; leave it out"),
+                      ("model:\n      num_cameras: 0", "model.num_cameras=0 must be >= 1; leave it out"),
+                      ("pruning:\n      layer: 1.5", "pruning.layer=1.5 is a double to rcl, but the parameter is an "
+                                                     "integer")):
+        path = tmp_path / "old.yaml"
+        path.write_text(f"vla_node:\n  ros__parameters:\n    {line}\n")
+        with pytest.raises(SettingsError, match=fix):
+            settings_from_flat(load_param_file(path))
+        assert main(["params", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and re.search(fix, err), err
+    with pytest.raises(SettingsError, match="pruning.keep_ratio cannot be null; leave it out for its default 1.0"):
+        settings_from_flat({"pruning.keep_ratio": None})
+    with pytest.raises(SettingsError, match=r"control.replan_steps=2.0 has the wrong type; expected an integer"):
+        settings_from_flat({"control.replan_steps": 2.0})
+    assert main(["params", "--grep", "pruning.layer"]) == 0
+    assert "pruning.layer = not set (an integer)" in capsys.readouterr().out

@@ -18,8 +18,8 @@ from vla_pruner_ros.ros.launch_common import ARGUMENTS, EXECUTABLE, PACKAGE, ROB
 from vla_pruner_ros.settings import (
     DEFAULT_MODEL,
     check_against_model,
-    flat_defaults,
     load_param_file,
+    parameters,
     settings_from_flat,
 )
 
@@ -44,14 +44,14 @@ def test_package_executable_and_files_exist():
 def test_parameter_files_run_the_default_model_as_shipped(robot):
     spec = ROBOTS[robot]
     values = load_param_file(ROOT / "config" / spec.params_file)  # rcl's rules
-    assert set(values) <= set(flat_defaults()), sorted(set(values) - set(flat_defaults()))
+    assert set(values) <= set(parameters()), sorted(set(values) - set(parameters()))
     settings = settings_from_flat(values)  # every value valid
     assert settings.dry_run is True and settings.model.path == DEFAULT_MODEL  # no download, disarmed
     cameras, proprio = model_inputs(DEFAULT_MODEL)
     check_against_model(settings, cameras, proprio)  # the file works with the default model as it is
     launched = settings_from_flat({**values, **parameter_overrides("", "", "", "true")})
     assert launched == settings  # empty launch arguments keep the file's values
-    assert set(parameter_overrides("/x", "fastv", "0.5", "false")) <= set(flat_defaults())
+    assert set(parameter_overrides("/x", "fastv", "0.5", "false")) <= set(parameters())
     assert set(spec.remappings) <= NODE_TOPICS
 
 
@@ -135,7 +135,7 @@ def test_sim_launch_wiring_uses_declared_parameters():
            "shape": "cube", "seed": "3", "action_source": "action_chunk"}
     assert set(get) == set(SIM_ARGUMENTS)
     sim, vla = sim_parameters(get)
-    assert set(vla) - {"use_sim_time"} <= set(flat_defaults())
+    assert set(vla) - {"use_sim_time"} <= set(parameters())
     settings_from_flat({k: v for k, v in vla.items() if k != "use_sim_time"})  # valid values
     assert sim["realtime"] is False and vla["use_sim_time"] is True and vla["dry_run"] is False
     assert '"sim_node = vla_pruner_ros.ros.sim_node:main"' in (ROOT / "setup.py").read_text()

@@ -498,3 +498,20 @@ def test_camera_to_policy_to_simulated_arm(harness_factory):
     finally:
         h.executor.remove_node(sim)
         sim.destroy_node()
+
+
+def test_a_parameter_without_a_default_is_declared_typed_and_not_set(harness_factory):
+    """``pruning.layer`` (and the other optional parameters) have no magic value: the node declares them
+    with their type only; left out they are not set (the model's K, else the method's), given they are typed by rcl."""
+    from rclpy.exceptions import ParameterUninitializedException
+    from rclpy.parameter import Parameter
+
+    unset = harness_factory({"pruning.method": "fastv", "pruning.keep_ratio": 0.5}).node
+    with pytest.raises(ParameterUninitializedException):  # not set: declared with its type, no value
+        unset.get_parameter("pruning.layer")
+    assert unset.describe_parameters(["pruning.layer"])[0].type == Parameter.Type.INTEGER.value
+    assert unset.settings.pruning.layer is None and unset.settings.model.unnorm_key is None
+    assert unset.policy.model.config.prune_layer is None  # the tiny preset names no K: fastv's own default
+    assert unset.policy.pruner.config.layer == 3
+    node = harness_factory({"pruning.method": "fastv", "pruning.keep_ratio": 0.5, "pruning.layer": 2}).node
+    assert node.settings.pruning.layer == 2 and node.policy.pruner.config.layer == 2

@@ -18,7 +18,7 @@ def load_settings_model(settings: NodeSettings):
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[settings.model.dtype]
     head = settings.model.head or ("chunk" if settings.model.path in OPENVLA_PRESETS else None)
     overrides = {key: getattr(settings.model, key) for key in ("chunk_len", "num_cameras")
-                 if getattr(settings.model, key)}
+                 if getattr(settings.model, key) is not None}
     if "num_cameras" not in overrides and takes_any_camera_count(settings.model.path):
         overrides["num_cameras"] = 2 if settings.camera.wrist else 1  # pi0: the cameras this node feeds
     return load_model(settings.model.path, head=head, device=settings.model.device, dtype=dtype, **overrides)
@@ -31,7 +31,7 @@ def build_settings_pruner(settings: NodeSettings, model_layer: int | None = None
 
 
 def policy_config(settings: NodeSettings) -> PolicyConfig:
-    return PolicyConfig(unnorm_key=settings.model.unnorm_key or None, action_names=tuple(settings.action_names),
+    return PolicyConfig(unnorm_key=settings.model.unnorm_key, action_names=tuple(settings.action_names),
                         dt=settings.control.dt, warmup_ticks=settings.pruning.warmup_ticks)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -148,47 +149,56 @@ def applies_to(section: str, node_name: str) -> bool:
     return last in (node_name, "**", "*")
 
 
-def check_types(values: dict[str, Any], declared: dict[str, Any], where: dict[str, str] | None = None) -> None:
+@dataclass(frozen=True)
+class ParamType:
+    """A declared parameter's rcl type: ``kind`` bool, int, float or str, or ``list`` of ``item``."""
+
+    kind: type
+    item: type | None = None
+
+    def __str__(self) -> str:
+        return f"a list of {KIND_NAMES[self.item][2:]}s" if self.kind is list else KIND_NAMES[self.kind]
+
+
+def check_types(values: dict[str, Any], declared: dict[str, ParamType], where: dict[str, str] | None = None) -> None:
     """Refuse a value whose rcl type differs from the declared parameter's (as rclpy would)."""
     for name, value in values.items():
         if name not in declared:
             continue
-        default, at = declared[name], (where or {}).get(name, "")
+        want, at = declared[name], (where or {}).get(name, "")
         prefix = f"{at}: " if at else ""
-        if isinstance(default, list):
-            want = type(default[0]) if default else None
+        if want.kind is list:
             if not isinstance(value, list):
-                raise ParamFileError(f"{prefix}{name}={value!r} is {KIND_NAMES[type(value)]}; expected a list")
-            got = type(value[0])
-            if want is not None and got is not want:
-                fix = (f"; write every number as a double: {[float(v) for v in value]}" if want is float and
+                raise ParamFileError(f"{prefix}{name}={value!r} is {KIND_NAMES[type(value)]}; expected {want}")
+            got = type(value[0]) if value else want.item
+            if got is not want.item:
+                fix = (f"; write every number as a double: {[float(v) for v in value]}" if want.item is float and
                        got is int else "")
                 raise ParamFileError(f"{prefix}{name}: rcl reads a list of {KIND_NAMES[got][2:]}s; the parameter is "
-                                     f"a list of {KIND_NAMES[want][2:]}s{fix}")
+                                     f"{want}{fix}")
             continue
-        want = type(default)
         if isinstance(value, list):
-            raise ParamFileError(f"{prefix}{name} is a list; expected {KIND_NAMES[want]}")
-        if type(value) is want:
+            raise ParamFileError(f"{prefix}{name} is a list; expected {want}")
+        if type(value) is want.kind:
             continue
-        if want is float and type(value) is int:
+        if want.kind is float and type(value) is int:
             fix = f"write {float(value)!r}"
-        elif want is str and isinstance(value, bool):
+        elif want.kind is str and isinstance(value, bool):
             fix = "rcl reads this YAML 1.1 word as a boolean; quote it"
-        elif want is str:
+        elif want.kind is str:
             fix = f"quote it: '{value}'"
         elif value == "null":
             fix = "ROS 2 parameters cannot be null; leave the line out for the default"
         else:
-            fix = f"expected {KIND_NAMES[want]}"
+            fix = f"expected {want}"
         raise ParamFileError(f"{prefix}{name}={value!r} is {KIND_NAMES[type(value)]} to rcl, but the parameter is "
-                             f"{KIND_NAMES[want]}: {fix}")
+                             f"{want}: {fix}")
 
 
-def read_param_file(path: str | Path, node_name: str = "vla_node", declared: dict[str, Any] | None = None
+def read_param_file(path: str | Path, node_name: str = "vla_node", declared: dict[str, ParamType] | None = None
                     ) -> dict[str, Any]:
     """The parameters of ``node_name`` (sections naming it or ``/**``, later ones winning), typed as rcl
-    types them; the whole file is checked by rcl's rules, and ``declared`` (name -> default) by type."""
+    types them; the whole file is checked by rcl's rules, and ``declared`` (name -> ParamType) by type."""
     path = Path(path)
     try:
         root = yaml.compose(path.read_text())
@@ -233,7 +243,7 @@ def read_override(text: str) -> tuple[str, Any]:
     return name, _value(node, name, f"-p {name}")
 
 
-def check_ros_args(args: Sequence[str], declared: dict[str, Any], node_name: str = "vla_node") -> None:
+def check_ros_args(args: Sequence[str], declared: dict[str, ParamType], node_name: str = "vla_node") -> None:
     """Check the ``--params-file`` and ``-p`` arguments of a node's command line by rcl's rules before
     rcl sees them, so a refusal names the key and the fix."""
     args = list(args)

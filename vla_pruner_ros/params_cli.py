@@ -8,18 +8,19 @@ from .errors import SettingsError
 
 
 def cmd_params(args: argparse.Namespace) -> int:
-    from .settings import flat_defaults, load_param_file, settings_from_flat
+    from .settings import load_param_file, parameters, settings_from_flat
 
     values = load_param_file(args.params_file) if args.params_file else {}  # rcl's rules, named fixes
     if args.params_file:
         settings_from_flat(values)  # validates the values; errors name the parameter
         rcl = _rcl_opinion(args.params_file)
-    for name, (default, description) in flat_defaults().items():
+    for name, param in parameters().items():
         if args.grep and args.grep not in name:
             continue
-        value = values.get(name, default)
+        value = values.get(name, param.default)
         mark = "*" if name in values else " "
-        print(f"{mark} {name} = {value!r}\n      {description}")
+        shown = f"{value!r}" if value is not None else f"not set ({param.type})"
+        print(f"{mark} {name} = {shown}\n      {param.description}")
     if args.params_file:
         print(f"\n{args.params_file}: valid ({len(values)} parameters set, marked *); {rcl}")
     return 0

@@ -10,12 +10,14 @@ builds models and policies from it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
+from .param_file import ParamType
 from .pruning import METHOD_CONFIGS, PrunerConfig, PrunerError, method_config, prunes_inside_llm
 from .safety import SafetyConfig
 
@@ -65,13 +67,15 @@ class ControlConfig:
 
 @dataclass(frozen=True)
 class ModelSettings:
+    """None: not set, the checkpoint's own (see DESCRIPTIONS)."""
+
     path: str = DEFAULT_MODEL
-    head: str = ""
+    head: str | None = None
     device: str = "cpu"
     dtype: str = "float32"
-    unnorm_key: str = ""
-    chunk_len: int = 0
-    num_cameras: int = 0
+    unnorm_key: str | None = None
+    chunk_len: int | None = None
+    num_cameras: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ class CameraSettings:
 class PruningSettings:
     method: str = "none"
     keep_ratio: float = 1.0
-    layer: int = -1
+    layer: int | None = None  # not set: the model's prune_layer, else the method's default
     warmup_ticks: int = 0
 
 
@@ -109,15 +113,15 @@ class NodeSettings:
 DESCRIPTIONS: dict[str, str] = {
     "model.path": "checkpoint directory, 'embedded' (the shipped simulator-trained model), or a preset name "
                   "(tiny, small, openvla-7b) with random weights",
-    "model.head": "tokens (OpenVLA) or chunk (OFT-style); empty = the checkpoint's own (OpenVLA presets: chunk; "
+    "model.head": "tokens (OpenVLA) or chunk (OFT-style); not set = the checkpoint's own (OpenVLA presets: chunk; "
                   "pi0 has no other)",
     "model.device": "torch device: cpu, cuda, cuda:1, ...",
     "model.dtype": "float32, bfloat16 or float16",
-    "model.unnorm_key": "dataset key of the checkpoint's norm_stats; empty = its only key",
+    "model.unnorm_key": "dataset key of the checkpoint's norm_stats; not set = its only key",
     "model.chunk_len": "steps per action chunk, for an OpenVLA-OFT directory whose statistics name no platform OFT "
-                       "knows (LIBERO 8, ALOHA 25, Bridge 5); 0 = the checkpoint's",
-    "model.num_cameras": "images the model takes, for such an OpenVLA-OFT directory; 0 = the checkpoint's (pi0: "
-                         "the cameras this node feeds)",
+                       "knows (LIBERO 8, ALOHA 25, Bridge 5); not set = the checkpoint's",
+    "model.num_cameras": "images the model takes, for such an OpenVLA-OFT directory; not set = the checkpoint's "
+                         "(pi0: the cameras this node feeds)",
     "action_names": "one name per action dimension (published as joint_names)",
     "camera.compressed": "subscribe to sensor_msgs/CompressedImage (jpeg/png) instead of sensor_msgs/Image",
     "camera.wrist": "also subscribe to a second (wrist) camera on 'wrist_image'",
@@ -126,7 +130,7 @@ DESCRIPTIONS: dict[str, str] = {
     "camera.size_change": "frames changing size mid-stream: resize (with a warning) or stop (replay stops)",
     "pruning.method": f"pruning method: one of {sorted(METHOD_CONFIGS)}",
     "pruning.keep_ratio": "share of each camera's visual tokens kept, in (0, 1]",
-    "pruning.layer": "pruning layer K; -1 = the model's prune_layer (config.json) if it names one, else the "
+    "pruning.layer": "pruning layer K; not set = the model's prune_layer (config.json) if it names one, else the "
                      "method's default",
     "pruning.warmup_ticks": "the first ticks of each episode run unpruned, for every method alike (0: none)",
     "control.rate_hz": "control tick rate (Hz); one action step per tick",
@@ -148,7 +152,15 @@ DESCRIPTIONS: dict[str, str] = {
     "autostart": "configure and activate the lifecycle node at start (false: wait for a lifecycle manager)",
 }
 
-_OPTIONAL_SENTINEL = {int: -1, float: 0.0}  # ROS parameters cannot be null: these values mean "not set"
+@dataclass(frozen=True)
+class Param:
+    """One node parameter: its rcl type, its default and what it means. A None default: the parameter is
+    declared with its type and no value (ROS parameters cannot be null), and stays not set unless a file,
+    ``-p`` or a flag gives it one."""
+
+    type: ParamType
+    default: Any
+    description: str
 
 
 def _method_fields(method: str) -> dict[str, dataclasses.Field]:
@@ -156,61 +168,79 @@ def _method_fields(method: str) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(METHOD_CONFIGS[method]) if f.name not in own}
 
 
-def _base_type(f: dataclasses.Field, owner: type) -> tuple[type, bool]:
-    """(python type, optional) of a config field."""
-    hints = typing.get_type_hints(owner)
-    hint = hints[f.name]
+def _param_type(hint: Any) -> ParamType:
+    """The rcl type of a settings field's annotation (``X | None`` is an X that may be left unset)."""
     args = typing.get_args(hint)
     if type(None) in args:
-        return next(a for a in args if a is not type(None)), True
-    return hint, False
+        hint = next(a for a in args if a is not type(None))
+    if typing.get_origin(hint) in (tuple, list):
+        return ParamType(list, typing.get_args(hint)[0])
+    return ParamType(hint)
 
 
-def flat_defaults() -> dict[str, tuple[Any, str]]:
-    """Every parameter name with its default (ROS-typed: no nulls) and description."""
-    out: dict[str, tuple[Any, str]] = {}
+@functools.cache
+def parameters() -> dict[str, Param]:
+    """Every node parameter by dotted name: the settings tree's fields, then each method's own."""
+    out: dict[str, Param] = {}
 
     def walk(prefix: str, obj: Any) -> None:
+        hints = typing.get_type_hints(type(obj))
         for f in dataclasses.fields(obj):
-            name = f"{prefix}{f.name}"
-            value = getattr(obj, f.name)
+            name, value = f"{prefix}{f.name}", getattr(obj, f.name)
             if f.name == "method_params":
                 continue
             if dataclasses.is_dataclass(value):
                 walk(name + ".", value)
             else:
-                out[name] = (list(value) if isinstance(value, tuple) else value, DESCRIPTIONS.get(name, ""))
+                out[name] = Param(_param_type(hints[f.name]), list(value) if isinstance(value, tuple) else value,
+                                  DESCRIPTIONS.get(name, ""))
 
     walk("", NodeSettings())
     for method in sorted(METHOD_CONFIGS):
-        cls = METHOD_CONFIGS[method]
+        hints = typing.get_type_hints(METHOD_CONFIGS[method])
         for fname, f in _method_fields(method).items():
-            kind, optional = _base_type(f, cls)
-            default = f.default
-            if optional and default is None:
-                default = _OPTIONAL_SENTINEL[kind]
-                note = f" ({default} = not set)"
-            else:
-                note = ""
-            doc = f"{method}: {fname}{note}; see vla_pruner_ros/pruning/config.py"
-            out[f"pruning.{method}.{fname}"] = (float(default) if kind is float else default, doc)
+            kind = _param_type(hints[fname])
+            default = float(f.default) if kind.kind is float and f.default is not None else f.default
+            note = " (not set unless given)" if default is None else ""
+            out[f"pruning.{method}.{fname}"] = Param(kind, default, f"{method}: {fname}{note}; see "
+                                                                    "vla_pruner_ros/pruning/config.py")
     return out
 
 
+def declared_types() -> dict[str, ParamType]:
+    """Parameter name -> rcl type, for checking files and ``-p`` overrides by rcl's rules."""
+    return {name: p.type for name, p in parameters().items()}
+
+
+def _typed(name: str, value: Any, param: Param) -> Any:
+    """``value`` as the parameter's type (an integer where a double is wanted becomes one), or a named error."""
+    if value is None:
+        if param.default is not None:
+            raise SettingsError(f"parameter {name} cannot be null; leave it out for its default {param.default!r}")
+        return None
+    kind = param.type.kind
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is list:
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, param.type.item) and not (isinstance(v, bool) and param.type.item is not bool)
+            or (param.type.item is float and isinstance(v, int) and not isinstance(v, bool)) for v in value)
+        if ok:
+            return [float(v) for v in value] if param.type.item is float else list(value)
+    elif kind is float and number:
+        return float(value)
+    elif (kind is int and number and isinstance(value, int)) or (kind in (bool, str) and isinstance(value, kind)):
+        return value
+    raise SettingsError(f"parameter {name}={value!r} has the wrong type; expected {param.type}")
+
+
 def settings_from_flat(values: dict[str, Any]) -> NodeSettings:
-    """Build and validate settings from dotted names (unknown names are errors)."""
-    defaults = flat_defaults()
-    unknown = sorted(set(values) - set(defaults))
+    """Build and validate settings from dotted names (unknown names are errors; a name left out, or None
+    for a parameter without a default, takes its default)."""
+    params = parameters()
+    unknown = sorted(set(values) - set(params))
     if unknown:
         raise SettingsError(f"unknown parameter(s) {unknown}; `vla-pruner params` lists the valid names")
-    merged = {name: values.get(name, default) for name, (default, _) in defaults.items()}
-    for name, value in merged.items():
-        default = defaults[name][0]
-        if isinstance(default, bool) != isinstance(value, bool) or (
-                isinstance(default, str) and not isinstance(value, str)):
-            raise SettingsError(f"parameter {name}={value!r} has the wrong type; expected {type(default).__name__}")
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            merged[name] = float(value)
+    merged = {name: _typed(name, values.get(name, p.default), p) for name, p in params.items()}
 
     def section(cls, prefix: str, **extra):
         kwargs = {f.name: merged[f"{prefix}{f.name}"] for f in dataclasses.fields(cls) if f"{prefix}{f.name}" in merged}
@@ -223,16 +253,8 @@ def settings_from_flat(values: dict[str, Any]) -> NodeSettings:
         except (ValueError, TypeError) as err:  # a dataclass given the wrong kind of value
             raise SettingsError(str(err)) from None
 
-    method_params: dict[str, dict[str, Any]] = {}
-    for method in METHOD_CONFIGS:
-        params = {}
-        for fname, f in _method_fields(method).items():
-            value = merged[f"pruning.{method}.{fname}"]
-            kind, optional = _base_type(f, METHOD_CONFIGS[method])
-            if optional and value == _OPTIONAL_SENTINEL[kind]:
-                value = None
-            params[fname] = value
-        method_params[method] = params
+    method_params = {method: {fname: merged[f"pruning.{method}.{fname}"] for fname in _method_fields(method)}
+                     for method in METHOD_CONFIGS}
     settings = NodeSettings(
         model=section(ModelSettings, "model."), action_names=tuple(merged["action_names"]),
         camera=section(CameraSettings, "camera."), pruning=section(PruningSettings, "pruning."),
@@ -253,12 +275,19 @@ def validate(settings: NodeSettings) -> None:
         raise SettingsError(f"pruning.warmup_ticks={p.warmup_ticks} must be >= 0")
     if not settings.model.path:
         raise SettingsError("model.path is empty; give a checkpoint directory or a preset name")
-    if settings.model.head not in ("", "tokens", "chunk"):
-        raise SettingsError(f"model.head={settings.model.head!r}; expected 'tokens', 'chunk' or empty")
+    if p.layer is not None and p.layer < 0:
+        raise SettingsError(f"pruning.layer={p.layer} must be a layer index >= 0; leave it out for the model's "
+                            "prune_layer (else the method's default)")
+    if settings.model.head not in (None, "tokens", "chunk"):
+        raise SettingsError(f"model.head={settings.model.head!r}; expected 'tokens' or 'chunk' (leave it out for "
+                            "the checkpoint's own)")
+    if settings.model.unnorm_key == "":
+        raise SettingsError("model.unnorm_key is empty; name a key of the checkpoint's norm_stats, or leave it out "
+                            "for its only key")
     for key in ("chunk_len", "num_cameras"):
         value = getattr(settings.model, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise SettingsError(f"model.{key}={value!r} must be an integer >= 0 (0: the checkpoint's own)")
+        if value is not None and value < 1:
+            raise SettingsError(f"model.{key}={value} must be >= 1; leave it out for the checkpoint's own")
     if settings.model.dtype not in ("float32", "bfloat16", "float16"):
         raise SettingsError(f"model.dtype={settings.model.dtype!r}; expected float32, bfloat16 or float16")
     if settings.camera.size_change not in ("resize", "stop"):
@@ -289,13 +318,13 @@ def check_against_model(settings: NodeSettings, num_cameras: int, proprio_dim: i
 
 def pruning_config(settings: NodeSettings, model_layer: int | None = None) -> PrunerConfig:
     """The configured method's parameters. ``model_layer``: the model's recommended K
-    (``VLAConfig.prune_layer``), used when ``pruning.layer`` is -1, the method prunes inside the LLM
+    (``VLAConfig.prune_layer``), used when ``pruning.layer`` is not set, the method prunes inside the LLM
     and its parameters leave K unset."""
     p = settings.pruning
     params = dict(settings.method_params.get(p.method, {}))
     if p.method != "none":
         params["keep_ratio"] = p.keep_ratio
-    if p.layer >= 0:
+    if p.layer is not None:
         params["layer"] = p.layer
     elif model_layer is not None and prunes_inside_llm(p.method):
         params["layer"] = model_layer
@@ -311,4 +340,4 @@ def load_param_file(path: str | Path, node_name: str = "vla_node") -> dict[str, 
     differently from the parameter stops with the key and the fix."""
     from .param_file import read_param_file
 
-    return read_param_file(path, node_name, declared={k: v for k, (v, _) in flat_defaults().items()})
+    return read_param_file(path, node_name, declared_types())

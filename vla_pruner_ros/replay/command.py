@@ -65,7 +65,6 @@ def load_settings(args: ReplayArgs) -> NodeSettings:
     values.update(args.overrides or {})
     if args.model:
         values["model.path"] = args.model
-        values.setdefault("model.unnorm_key", "")
     return settings_from_flat(values)
 
 
@@ -97,7 +96,7 @@ def run_replay(args: ReplayArgs) -> dict:
         qos = {t: bag.topics[t].qos for t in topics}
     inp = ReplayInput(messages, image_topic, instruction_topic, args.instruction, pose_topic, args.episode_gap,
                       settings.camera.size_change, wrist_topic)
-    if takes_any_camera_count(settings.model.path) and not settings.model.num_cameras:  # pi0: the bag's cameras
+    if takes_any_camera_count(settings.model.path) and settings.model.num_cameras is None:  # pi0: the bag's cameras
         settings = dataclasses.replace(settings, camera=dataclasses.replace(settings.camera,
                                                                             wrist=wrist_topic is not None))
     model, tokenizer = load_settings_model(settings)

@@ -43,6 +43,7 @@ from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64, String
@@ -54,13 +55,16 @@ from ..control import ControlCore, Plan
 from ..errors import InputError, SettingsError, VLAPrunerError
 from ..images import MessageError
 from ..safety import SafetyFilter
-from ..settings import NodeSettings, check_against_model, flat_defaults, settings_from_flat
+from ..settings import NodeSettings, check_against_model, declared_types, parameters, settings_from_flat
 from .conversions import RCLPY, decode_image
 from .spin import run_node
 
 THROTTLE_S = 5.0
 SUCCESS, FAILURE, ERROR = (TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE,
                            TransitionCallbackReturn.ERROR)
+
+ROS_TYPES = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
+             str: Parameter.Type.STRING}  # of the parameters declared without a value
 
 
 def _percentile(values, q: float) -> float:
@@ -135,14 +139,17 @@ class VLANode(LifecycleNode):
 
     # ---- parameters -------------------------------------------------------------------------------
     def _declare_parameters(self) -> None:
-        for name, (default, description) in flat_defaults().items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        for name, param in parameters().items():
+            # a parameter without a default is declared with its type and no value: not set unless given
+            value = ROS_TYPES[param.type.kind] if param.default is None else param.default
+            self.declare_parameter(name, value, ParameterDescriptor(description=param.description))
 
     def _read_settings(self) -> NodeSettings:
-        return settings_from_flat({name: self.get_parameter(name).value for name in flat_defaults()})
+        unset = Parameter("unset", value=None)
+        return settings_from_flat({name: self.get_parameter_or(name, unset).value for name in parameters()})
 
     def _on_set_parameters(self, params) -> SetParametersResult:
-        if self.lifecycle_state != "unconfigured" and any(p.name in flat_defaults() for p in params):
+        if self.lifecycle_state != "unconfigured" and any(p.name in parameters() for p in params):
             return SetParametersResult(successful=False, reason="vla_node reads its parameters at configure; "
                                                                 "cleanup (or restart) to change them")
         return SetParametersResult(successful=True)
@@ -468,8 +475,7 @@ class VLANode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    declared = {name: default for name, (default, _) in flat_defaults().items()}
-    return run_node(VLANode, "vla_node", args, declared)
+    return run_node(VLANode, "vla_node", args, declared_types())
 
 
 if __name__ == "__main__":

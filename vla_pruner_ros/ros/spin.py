@@ -9,7 +9,6 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 import rclpy
 import rclpy.exceptions
@@ -18,7 +17,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from ..errors import SettingsError, VLAPrunerError
-from ..param_file import check_ros_args
+from ..param_file import ParamType, check_ros_args
 
 # rclpy's own parameter errors: a value of the wrong type for a declared parameter, and the like
 RCLPY_PARAMETER_ERRORS = (rclpy.exceptions.InvalidParameterTypeException,
@@ -66,7 +65,7 @@ def rcl_refusal(ros_args: Sequence[str]) -> str | None:
     return None
 
 
-def init(args: Sequence[str] | None, declared: dict[str, Any] | None = None) -> None:
+def init(args: Sequence[str] | None, declared: dict[str, ParamType] | None = None) -> None:
     """rclpy.init, after checking ``--params-file`` and ``-p`` arguments by rcl's rules (a refusal names
     the key and the fix); an rcl refusal becomes a ``SettingsError`` of one line."""
     argv = list(sys.argv if args is None else args)
@@ -82,7 +81,7 @@ def init(args: Sequence[str] | None, declared: dict[str, Any] | None = None) -> 
 
 
 def run_node(make: Callable[[], Node], name: str, args: list[str] | None = None,
-             declared: dict[str, Any] | None = None) -> int:
+             declared: dict[str, ParamType] | None = None) -> int:
     """Exit status 2 with ``name: error: ...`` for a start-up error; 0 on a signal or shutdown.
 
     ``declared``: the node's parameters and defaults, to check ``--params-file`` and ``-p`` by rcl's

@@ -118,8 +118,8 @@ def evaluate(model_path: str, methods: tuple[str, ...], keeps: tuple[float, ...]
     done = 0
     try:
         for method, keep in configs:
-            # -1: build_policy applies the model's prune_layer (or the method's default K)
-            k = layer if layer is not None and prunes_inside_llm(method) else -1
+            # not set: build_policy applies the model's prune_layer (or the method's default K)
+            k = layer if layer is not None and prunes_inside_llm(method) else None
             pruning = dataclasses.replace(base.pruning, method=method, keep_ratio=keep, layer=k)
             policy = build_policy(dataclasses.replace(base, pruning=pruning), model, tokenizer)
             driver = PolicyDriver(policy, base)
