@@ -87,3 +87,35 @@ def test_not_set_is_left_out_never_a_magic_value(tmp_path, capsys):
         settings_from_flat({"control.replan_steps": 2.0})
     assert main(["params", "--grep", "pruning.layer"]) == 0
     assert "pruning.layer = not set (an integer)" in capsys.readouterr().out
+
+
+def test_params_and_set_mean_the_same_to_demo_eval_and_replay(tmp_path, capsys):
+    """One way to describe pruning: a node parameter file (--params) and --set over it, read alike by
+    demo, eval and replay (replay: the whole file, as the node; demo and eval: its pruning.* part)."""
+    import json
+
+    from vla_pruner_ros.cli import main
+
+    path = tmp_path / "p.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    pruning:\n      method: fastv\n      layer: 2\n"
+                    "      random:\n        seed: 7\n    control:\n      rate_hz: 15.0\n")
+    common = ["--params", str(path), "--set", "pruning.random.seed=3"]
+    assert main(["demo", "--model", "tiny", "--synthetic", "--ticks", "1", "--methods", "random", *common]) == 0
+    assert "== random (keep_ratio 0.250, layer 2)" in capsys.readouterr().out
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", "tiny", "--methods", "random", "--keep", "0.5", "--episodes", "1",
+                 "--families", "push", "--json", str(out), "--quiet", *common]) == 0
+    meta = json.loads(out.read_text())["meta"]
+    # the file's pruning.* parameters and --set over them; eval's rows set method and layer themselves,
+    # and the simulator its control rate
+    assert meta["params"] == {"pruning.random.seed": 3} and meta["layer"] is None
+    from vla_pruner_ros.replay.command import ReplayArgs, load_settings
+
+    s = load_settings(ReplayArgs("bag", params=str(path), overrides={"pruning.random.seed": 3}))
+    assert (s.pruning.method, s.pruning.layer, s.method_params["random"]["seed"], s.control.rate_hz) == \
+        ("fastv", 2, 3, 15.0)
+    for command in (["demo", "--model", "tiny", "--synthetic"], ["eval", "--model", "tiny"]):
+        assert main([*command, "--set", "pruning.keep_ratio=0.5"]) == 2
+        assert "--set pruning.keep_ratio:" in capsys.readouterr().err
+        assert main([*command, "--params", str(tmp_path / "missing.yaml")]) == 2
+        assert "does not exist" in capsys.readouterr().err

@@ -98,6 +98,14 @@ def test_two_episodes_reset_state(tmp_path):
     assert run["visual_tokens_kept"]["mean"] == 16  # the budget in every tick of both episodes
 
 
+def test_set_overrides_the_parameter_file(tmp_path):
+    bag = make_bag(tmp_path / "in", n=30)
+    args = ("--method", "vla_pruner", "--keep", "0.25", "--params", str(_params(tmp_path, replan=1)))
+    cold = replay(bag, *args, tmp=tmp_path)["methods"]["vla_pruner"]["visual_tokens_kept"]["mean"]
+    warm = replay(bag, *args, "--set", "pruning.warmup_ticks=3", tmp=tmp_path)["methods"]["vla_pruner"]
+    assert cold == 16 and warm["visual_tokens_kept"]["mean"] > cold  # three unpruned ticks first
+
+
 def _params(tmp_path: Path, replan: int = 0, **extra) -> Path:
     params = {"control": {"rate_hz": 10.0, "replan_steps": replan}, "pruning": {"layer": 2}, **extra}
     path = tmp_path / "params.yaml"

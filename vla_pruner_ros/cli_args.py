@@ -56,7 +56,30 @@ def control_params(args: argparse.Namespace) -> dict:
     return out
 
 
-def set_params(items: list[str]) -> dict:
+def add_param_args(p: argparse.ArgumentParser, scope: str) -> None:
+    """``--params`` and ``--set``: the node's parameters, described one way for every command (``scope``:
+    which of them the command uses)."""
+    p.add_argument("--params", default=None, metavar="YAML",
+                   help=f"a vla_node parameter file (config/<robot>.yaml, config/pruning.yaml), read by rcl's rules; "
+                        f"{scope}")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a node parameter over the file's, e.g. pruning.hybrid.window=5 (vla-pruner params lists "
+                        "them); repeatable")
+
+
+def param_values(args: argparse.Namespace, prefix: str = "", own: tuple[str, ...] = (), why: str = "") -> dict:
+    """The node parameters of ``--params`` (those whose name starts with ``prefix``) and ``--set``, in
+    that order. ``own``: parameters the command sets itself (``why`` says how): the file's are left to
+    it, and ``--set`` refuses them."""
+    from .settings import load_param_file
+
+    values = load_param_file(args.params) if getattr(args, "params", None) else {}
+    values = {k: v for k, v in values.items() if k.startswith(prefix) and k not in own}
+    values.update(set_params(args.set, own, why))
+    return values
+
+
+def set_params(items: list[str], own: tuple[str, ...] = (), why: str = "") -> dict:
     """``--set KEY=VALUE`` node parameters (VALUE read as YAML: 0.125, null, true, [1, 2])."""
     import yaml
 
@@ -66,8 +89,8 @@ def set_params(items: list[str]) -> dict:
         key = key.strip()
         if not sep or not key:
             raise SettingsError(f"--set {item!r}: expected KEY=VALUE, e.g. pruning.hybrid.interaction_keep_ratio=0.125")
-        if key in EVAL_ROW_PARAMS:
-            raise SettingsError(f"--set {key}: eval sets it per row; use --methods, --keep or --layer")
+        if key in own:
+            raise SettingsError(f"--set {key}: {why}")
         try:
             out[key] = yaml.safe_load(text)
         except yaml.YAMLError as err:

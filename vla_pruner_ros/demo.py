@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli_args import names
+from .cli_args import add_param_args, names, param_values
 
 SAMPLE_EPISODE = Path(__file__).resolve().parent / "data" / "sample_episode"
 
 
 DEMO_METHODS = ("random", "fastv", "divprune", "vla_pruner", "vla_iap", "hybrid")
+OWN = ("pruning.method", "pruning.keep_ratio")  # set from --methods and --keep
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -20,6 +21,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .model import embedded_available
 
     model = args.model
+    pruning = param_values(args, "pruning.", OWN, "demo sets it; use --methods or --keep")  # checked first
     if model == "auto":
         shipped = embedded_available() and (SAMPLE_EPISODE / "metadata.yaml").exists()
         model = "embedded" if shipped and not args.synthetic else "small"
@@ -40,21 +42,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
             report = run_replay(ReplayArgs(str(SAMPLE_EPISODE), model="embedded", compare=methods, keep=args.keep,
                                            reference_topic="/expert/action", out=str(out / "replay_bag"),
                                            report=str(out / "report.json"), plots=str(out / "plots"),
-                                           overrides=SIM_CONTROL))  # a simulator episode: its control protocol
+                                           overrides={**SIM_CONTROL, **pruning}))  # a simulator episode: its control
             print_summary(report)
             print(f"wrote {out / 'replay_bag'} (the episode plus each method's action chunks), "
                   f"{out / 'report.json'} and {len(report.get('plots', []))} plot(s) in {out / 'plots'}")
             return 0
-    return _synthetic_demo(args, model)
+    return _synthetic_demo(args, model, pruning)
 
 
-def _synthetic_demo(args: argparse.Namespace, model_name: str) -> int:
+def _synthetic_demo(args: argparse.Namespace, model_name: str, pruning: dict) -> int:
     import numpy as np
 
+    from .factory import build_settings_pruner
     from .model import load_model
     from .policy import Observation, VLAPolicy
-    from .pruning import PRUNERS, build_pruner
-    from .pruning.config_file import load_pruner
+    from .pruning import PRUNERS
+    from .settings import settings_from_flat
     from .synthetic import moving_square_frames
 
     model, tokenizer = load_model(model_name, head=args.head)
@@ -64,11 +67,8 @@ def _synthetic_demo(args: argparse.Namespace, model_name: str) -> int:
     print(f"model={model_name} head={cfg.head} visual tokens/camera={cfg.tokens_per_camera} "
           f"layers={cfg.num_layers}; {args.ticks} generated frames, instruction {args.instruction!r}")
     for method in methods:
-        overrides = {} if method == "none" else {"keep_ratio": args.keep}
-        if args.pruning_config:
-            pruner = load_pruner(args.pruning_config, method, overrides)
-        else:
-            pruner = build_pruner(method, **overrides)
+        chosen = {"pruning.method": method, **({} if method == "none" else {"pruning.keep_ratio": args.keep})}
+        pruner = build_settings_pruner(settings_from_flat({**pruning, **chosen}), cfg.prune_layer)
         policy = VLAPolicy(model, tokenizer, pruner)
         print(f"\n== {method} (keep_ratio {pruner.config.keep_ratio:.3f}, layer {pruner.config.layer})")
         totals = []
@@ -97,8 +97,7 @@ def register(sub) -> None:
     p.add_argument("--keep", type=float, default=0.25)
     p.add_argument("--out", default="demo_out", metavar="DIR",
                    help="episode replay: output bag, report.json and plots go here (replaced if present)")
-    p.add_argument("--pruning-config", default=None, metavar="YAML",
-                   help="method parameters (config/pruning.yaml format); --keep still overrides keep_ratio")
+    add_param_args(p, "its pruning.* parameters apply (--methods and --keep choose the methods and the ratio)")
     p.add_argument("--ticks", type=int, default=6)
     p.add_argument("--instruction", default="pick up the red cube")
     p.add_argument("--seed", type=int, default=0)

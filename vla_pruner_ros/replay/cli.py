@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli_args import names, ros_module
+from ..cli_args import add_param_args, names, ros_module, set_params
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from ..replay.command import ReplayArgs, print_summary, run_replay
 
     fields = {f for f in ReplayArgs.__dataclass_fields__}
-    report = run_replay(ReplayArgs(**{k: v for k, v in vars(args).items() if k in fields}))
+    report = run_replay(ReplayArgs(**{k: v for k, v in vars(args).items() if k in fields},
+                                   overrides=set_params(args.set)))
     print_summary(report)
     for what in ("out", "report", "plots", "overlays"):
         if getattr(args, what):
@@ -30,7 +31,7 @@ def register(sub) -> None:
     """Add this module's commands to the ``vla-pruner`` subcommands."""
     p = sub.add_parser("replay", help="run a recorded bag through the pruned policy offline; compare methods")
     p.add_argument("bag", help="bag directory (metadata.yaml + .db3/.mcap) or a single .mcap/.db3 file")
-    p.add_argument("--params", default=None, metavar="YAML", help="the node's parameter file (config/<robot>.yaml)")
+    add_param_args(p, "all its parameters apply, as they would to the node")
     p.add_argument("--model", default=None, help="override model.path (checkpoint directory or preset)")
     p.add_argument("--method", default=None, help="pruning method (default: the parameter file's)")
     p.add_argument("--keep", type=float, default=None, help="keep ratio (default: the parameter file's)")

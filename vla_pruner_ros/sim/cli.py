@@ -7,7 +7,16 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli_args import check_replan, control_params, floats, names, need_sim, set_params
+from ..cli_args import (
+    EVAL_ROW_PARAMS,
+    add_param_args,
+    check_replan,
+    control_params,
+    floats,
+    names,
+    need_sim,
+    param_values,
+)
 from ..errors import SettingsError
 
 
@@ -81,7 +90,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise SettingsError(f"--strip-episodes {args.strip_episodes} must be >= 1")
     rep = evaluate(args.model, args.methods, args.keep, args.episodes, args.seed, args.split,
                    families=tuple(args.families), layer=args.layer,
-                   params={**control_params(args), **set_params(args.set)},
+                   params={**control_params(args),
+                           **param_values(args, "pruning.", EVAL_ROW_PARAMS,
+                                         "eval sets it per row; use --methods, --keep or --layer")},
                    progress=None if args.quiet else Progress("eval", "episodes"), strips=args.strips,
                    strip_episodes=args.strip_episodes, trace=args.trace)
     print(markdown(rep))
@@ -175,9 +186,8 @@ def register(sub) -> None:
     p.add_argument("--strips", default=None, metavar="DIR",
                    help="PNG strips of the first episodes per family: each planned frame with the kept tokens")
     p.add_argument("--strip-episodes", type=int, default=1, help="episodes per family drawn with --strips")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a node parameter for every row, e.g. pruning.hybrid.interaction_keep_ratio=0.125 "
-                        "(vla-pruner params lists them); repeatable")
+    add_param_args(p, "its pruning.* parameters apply to every row (method, keep_ratio and layer are set per "
+                      "row); the simulator sets control and safety")
     p.add_argument("--trace", default=None, metavar="DIR",
                    help="per-step CSV per method and keep ratio: hand, named object, plate, action, success")
     p.add_argument("--quiet", action="store_true")
