@@ -12,6 +12,7 @@ them from the layer's inputs.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -87,15 +88,26 @@ def layout_mask(kept: torch.Tensor, is_action: torch.Tensor | None, causal: bool
 
     Causal in original order (kept indices are sorted, so layout order is original order), plus
     bidirectional attention among action query rows. ``None`` when plain causal suffices, or when the
-    layout is not causal at all (the caller then runs SDPA with ``is_causal=False``).
+    layout is not causal at all (the caller then runs SDPA with ``is_causal=False``). When the action
+    rows end the layout (chunk heads) the mask depends only on the lengths: built once per shape.
     """
     if not causal or is_action is None or not bool(is_action.any()):
         return None
-    act = is_action[kept]  # (B, T)
     t = kept.shape[1]
+    if bool(is_action[-1]):  # one block of action rows ends the layout, and pruning never drops them
+        return _tail_block_mask(t, int(is_action.sum()), kept.device).expand(kept.shape[0], -1, -1, -1)
+    act = is_action[kept]  # (B, T)
     causal = torch.ones(t, t, dtype=torch.bool, device=kept.device).tril()
     mask = causal.unsqueeze(0) | (act.unsqueeze(2) & act.unsqueeze(1))  # (B, T, T)
     return mask.unsqueeze(1)
+
+
+@functools.lru_cache(maxsize=32)
+def _tail_block_mask(t: int, n_action: int, device: torch.device) -> torch.Tensor:
+    """(1, 1, t, t): causal, and the last ``n_action`` rows attend to each other (shared: never modified)."""
+    mask = torch.ones(t, t, dtype=torch.bool, device=device).tril()
+    mask[t - n_action:, t - n_action:] = True
+    return mask[None, None]
 
 
 def layer_keys(attn: nn.Module, x_normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

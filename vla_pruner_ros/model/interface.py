@@ -176,6 +176,8 @@ def allowed_keys(kept: torch.Tensor, rows: torch.Tensor, is_action: torch.Tensor
     if not causal:
         return None
     kept_rows = kept[:, rows]  # (B, R) original indices of the query rows
+    if is_action is not None and bool(is_action[-1]) and bool(is_action[kept_rows].all()):
+        return None  # rows of the action block that ends the layout see every key
     allowed = kept.unsqueeze(1) <= kept_rows.unsqueeze(2)  # (B, R, L') causal in original order
     if is_action is not None:
         allowed = allowed | (is_action[kept_rows].unsqueeze(2) & is_action[kept].unsqueeze(1))
