@@ -484,3 +484,26 @@ def test_relevance_command_reports_each_score(tmp_path, capsys):
     random = [r for r in rows if r["score"] == "random"]
     assert all(0.0 <= r["recall"]["plate"] <= 1.0 for r in random if r["recall"]["plate"] is not None)
     assert "| front | 50.0% | semantic |" in capsys.readouterr().out
+
+
+def test_eval_merge_equals_one_evaluation_of_every_method(tmp_path, capsys):
+    """An evaluation split across processes (other methods, the same episodes) merges into the table one
+    run gives: the same outcomes, budgets and paired comparisons; runs on other episodes are refused."""
+    def run(name, methods, *extra):
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "--model", "tiny", "--methods", methods, "--keep", "0.25", "--episodes", "2",
+                     "--families", "push,pick", "--json", str(out), "--quiet", *extra]) == 0
+        return out
+
+    whole, a, b = run("whole", "random,fastv"), run("a", "random"), run("b", "fastv")
+    merged = tmp_path / "merged.json"
+    assert main(["eval-merge", str(a), str(b), "--json", str(merged), "--md", str(tmp_path / "m.md")]) == 0
+    one, two = json.loads(whole.read_text()), json.loads(merged.read_text())
+    keys = ("method", "keep", "success", "outcomes", "effective_keep", "tokens_kept", "delta_vs_none")
+    assert [{k: r[k] for k in keys} for r in one["rows"]] == [{k: r[k] for k in keys} for r in two["rows"]]
+    assert one["pairwise"] == two["pairwise"] and two["meta"]["merged_from"] == 2
+    capsys.readouterr()
+    for bad, why in ((run("seed", "fastv", "--seed", "1"), "differ in seed"), (a, "rows in more than one"),
+                     (tmp_path / "m.md", "is not JSON")):
+        assert main(["eval-merge", str(a), str(bad)]) == 2
+        assert why in capsys.readouterr().err

@@ -104,6 +104,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_merge(args: argparse.Namespace) -> int:
+    from ..sim.evaluate import markdown, merge, read_report, write
+
+    rep = merge([read_report(path) for path in args.reports])
+    print(markdown(rep))
+    write(rep, args.json, args.md, args.plot)
+    return 0
+
+
 def cmd_failures(args: argparse.Namespace) -> int:
     from ..sim.failures import markdown as failure_table
     from ..sim.failures import summarise
@@ -192,6 +201,13 @@ def register(sub) -> None:
                    help="per-step CSV per method and keep ratio: hand, named object, plate, action, success")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("eval-merge", help="one table from evaluations of other methods on the same episodes "
+                                          "(an eval split across processes or machines)")
+    p.add_argument("reports", nargs="+", metavar="JSON", help="eval --json reports (same model, seeds and episodes)")
+    p.add_argument("--json", default=None, metavar="PATH")
+    p.add_argument("--md", default=None, metavar="PATH")
+    p.add_argument("--plot", default=None, metavar="PNG", help="success against LLM FLOPs, per method")
+    p.set_defaults(func=cmd_eval_merge)
     p = sub.add_parser("failures", help="how the episodes of an eval --trace run ended, per method and family")
     p.add_argument("trace_dir", metavar="DIR", help="the folder eval --trace wrote")
     p.add_argument("--json", default=None, metavar="PATH")

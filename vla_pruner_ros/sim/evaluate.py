@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SettingsError
 from ..factory import build_policy, load_settings_model
 from ..pruning import prunes_inside_llm
 from ..sim_vocabulary import FAMILIES
@@ -200,6 +201,50 @@ def report(results: list[MethodResult], families: tuple[str, ...], meta: dict) -
 
 
 BUDGET_TOLERANCE = 0.02  # rows at one keep ratio compare only if their effective budgets agree this closely
+
+
+SAME_RUN = ("model", "episodes_per_family", "seed", "split", "layer", "replan_steps", "gripper_threshold", "params")
+
+
+def read_report(path: str | Path) -> dict:
+    """An ``eval --json`` report, or a named error."""
+    try:
+        rep = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"evaluation report {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SettingsError(f"evaluation report {path} is not JSON: {err}") from None
+    if not isinstance(rep, dict) or not {"meta", "families", "rows"} <= set(rep) or not rep["rows"] or \
+            rep["rows"][0].get("method") != "none":
+        raise SettingsError(f"{path} is not a report written by `vla-pruner eval --json`")
+    return rep
+
+
+def merge(reports: list[dict]) -> dict:
+    """One report from evaluations of other methods on the same episodes (an evaluation split across
+    processes or machines): each one's unpruned row must have the same outcomes, episode by episode.
+    Speedups stay relative to each run's own unpruned row."""
+    first = reports[0]
+    rows = list(first["rows"])
+    for rep in reports[1:]:
+        for key in SAME_RUN:
+            if rep["meta"].get(key) != first["meta"].get(key):
+                raise SettingsError(f"the evaluations differ in {key} ({first['meta'].get(key)!r} and "
+                                    f"{rep['meta'].get(key)!r}); only runs on the same episodes merge")
+        if rep["families"] != first["families"] or rep["rows"][0]["outcomes"] != first["rows"][0]["outcomes"]:
+            raise SettingsError("the evaluations' unpruned rows differ episode by episode; only runs of the same "
+                                "model on the same episodes merge")
+        seen = {(r["method"], r["keep"]) for r in rows}
+        twice = [f"{r['method']} {r['keep']}" for r in rep["rows"][1:] if (r["method"], r["keep"]) in seen]
+        if twice:
+            raise SettingsError(f"rows in more than one evaluation: {', '.join(twice)}")
+        rows += rep["rows"][1:]
+    meta = {**first["meta"], "seconds": round(sum(r["meta"].get("seconds", 0.0) for r in reports), 1),
+            "merged_from": len(reports)}
+    rep = {"meta": meta, "families": first["families"], "rows": rows}
+    rep["pairwise"] = pairwise(rep)
+    rep["unmatched_budgets"] = unmatched_budgets(rows)
+    return rep
 
 
 def unmatched_budgets(rows: list[dict]) -> dict:
